@@ -1,0 +1,54 @@
+"""Who is calling: the platform behind an OCPI credentials token, or the operator."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+
+from hub.logs import bind_contextvars
+from hub.ocpi import headers
+from hub.ocpi.auth import token_candidates
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.status import StatusCode
+from hub.registry import Platform, TokenKind
+from hub.runtime import runtime
+
+
+class AdminError(Exception):
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.message = message
+
+
+async def authenticate(request: Request, allow_token_a: bool = False) -> Platform:
+    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials."""
+    tokens = token_candidates(request.headers.get(headers.AUTHORIZATION))
+    if not tokens:
+        raise OcpiError(
+            StatusCode.CLIENT_ERROR, "missing Authorization: Token <credentials token>", 401
+        )
+    hub = runtime(request)
+    found = await hub.registry.authenticate(tokens)
+    if found is None:
+        raise OcpiError(StatusCode.CLIENT_ERROR, "unknown credentials token", 401)
+    platform, kind = found
+    if kind == TokenKind.REGISTRATION and not allow_token_a:
+        raise OcpiError(
+            StatusCode.CLIENT_ERROR,
+            "CREDENTIALS_TOKEN_A is only valid for versions and credentials",
+            401,
+        )
+    request.state.platform = platform
+    request.state.token_kind = kind
+    bind_contextvars(platform_id=platform.id)
+    await hub.registry.touch(platform.id)
+    return platform
+
+
+def require_admin(request: Request) -> None:
+    expected = runtime(request).settings.admin_token
+    scheme, _, value = request.headers.get(headers.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), expected):
+        raise AdminError(401, "admin API needs Authorization: Bearer <admin token>")

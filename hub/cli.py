@@ -1,0 +1,172 @@
+"""The ``hub`` command: ``hub serve`` runs the hub; the other commands call its admin API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import uvicorn
+
+from hub.config import ConfigError, Settings, load_settings, with_admin_token
+from hub.logs import configure_logging, get_logger
+from hub.redis_server import EmbeddedRedis, RedisServerError
+
+log = get_logger("hub.cli")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"hub: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings, generated = with_admin_token(settings)
+    if generated:
+        log.warning(
+            "admin token generated; it is shown only this once",
+            admin_token=settings.admin_token,
+            kept_in=str(settings.data_path / "admin_token"),
+        )
+    embedded = (
+        None if settings.redis_url else EmbeddedRedis(settings.data_path, settings.redis_server_bin)
+    )
+    try:
+        if embedded is not None:
+            settings = settings.replace(redis_url=embedded.start())
+        log.info(
+            "hub starting",
+            versions_url=f"{settings.public_url}/ocpi/versions",
+            onboard_a_platform='hub platforms add "Platform name"  '
+            "(or POST /admin/platforms with the admin token as Bearer)",
+            workers=args.workers,
+        )
+        common: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_config": None,
+            "access_log": False,
+            "server_header": False,
+            "timeout_graceful_shutdown": 10,
+        }
+        if args.workers > 1:
+            os.environ["HUB_REDIS_URL"] = settings.redis_url
+            os.environ["HUB_ADMIN_TOKEN"] = settings.admin_token
+            uvicorn.run("hub.app:app_from_env", factory=True, workers=args.workers, **common)
+        else:
+            from hub.app import create_app
+
+            uvicorn.run(create_app(settings), **common)
+    except RedisServerError as exc:
+        log.error("cannot start the embedded redis", error=str(exc))
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+class AdminClient:
+    """A small synchronous client of the admin API for the CLI."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else msgspec.json.encode(body)
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return msgspec.json.decode(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise SystemExit(f"hub: {method} {path} failed: HTTP {exc.code} {detail}") from None
+        except urllib.error.URLError as exc:
+            raise SystemExit(f"hub: cannot reach the hub at {self.url}: {exc.reason}") from None
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    settings = _settings()
+    token = args.token or with_admin_token(settings)[0].admin_token
+    return AdminClient(args.url or settings.public_url, token)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [
+        [str(row.get(c, "") if row.get(c) is not None else "") for c in columns] for row in rows
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    sys.stdout.write("\n".join(line.rstrip() for line in lines) + "\n")
+
+
+def _output(args: argparse.Namespace, data: Any, columns: Sequence[str]) -> int:
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data)).decode() + "\n")
+    else:
+        _print_table(data if isinstance(data, list) else [data], columns)
+    return 0
+
+
+PLATFORM_COLUMNS = ("id", "name", "state", "version", "versions_url")
+
+
+def platforms_add(args: argparse.Namespace) -> int:
+    data = _client(args).call("POST", "/admin/platforms", {"name": args.name})
+    return _output(args, data, ("id", "name", "token_a", "versions_url"))
+
+
+def platforms_list(args: argparse.Namespace) -> int:
+    return _output(args, _client(args).call("GET", "/admin/platforms"), PLATFORM_COLUMNS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="OCPI 2.3.0 roaming hub")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="run the hub (settings: config/hub.toml, HUB_*)")
+    serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve_cmd.set_defaults(func=serve)
+
+    def admin_command(group: Any, name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        cmd = group.add_parser(name, help=help)
+        cmd.add_argument("--url", help="hub base URL (default: HUB_PUBLIC_URL)")
+        cmd.add_argument("--token", help="admin token (default: HUB_ADMIN_TOKEN or DATA_DIR)")
+        cmd.add_argument("--json", action="store_true", help="JSON instead of a table")
+        cmd.set_defaults(func=func)
+        return cmd
+
+    platforms = commands.add_parser("platforms", help="manage platforms").add_subparsers(
+        dest="action", required=True
+    )
+    admin_command(
+        platforms, "add", platforms_add, "create a platform and its token A"
+    ).add_argument("name")
+    admin_command(platforms, "list", platforms_list, "list platforms")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

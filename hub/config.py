@@ -1,0 +1,133 @@
+"""Hub settings: defaults from ``config/hub.toml``, every key overridable by ``HUB_<KEY>``.
+
+Values are decoded and validated with msgspec, so a wrong value stops start-up with one line
+that names the key and the form it expects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hub.toml"
+ENV_PREFIX = "HUB_"
+
+CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$", description="2 letters")]
+PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$", description="3 letters/digits")]
+
+
+class ConfigError(Exception):
+    """A setting has a value the hub cannot run with."""
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Everything an operator can set; see config/hub.toml for the meaning of each key."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    public_url: str = ""
+    country_code: CountryCode = "NL"
+    party_id: PartyId = "HUB"
+    business_name: str = "OCPI Roaming Hub"
+    admin_token: str = ""
+    redis_url: str = ""
+    redis_server_bin: str = ""
+    data_dir: str = "./data"
+    forward_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    alive_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 4 * 1024 * 1024
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    def __post_init__(self) -> None:
+        self.country_code = self.country_code.upper()
+        self.party_id = self.party_id.upper()
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", self.public_url):
+            raise ConfigError(
+                f"{ENV_PREFIX}PUBLIC_URL: expected an http(s) URL, got {self.public_url!r}"
+            )
+
+    @property
+    def hub_party_id(self) -> str:
+        """The hub's OCPI identity as credentials' ``hub_party_id`` spells it (5 characters)."""
+        return self.country_code + self.party_id
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
+    fields = {f.upper(): f for f in Settings.__struct_fields__}
+    return {
+        fields[key[len(ENV_PREFIX) :]]: value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :] in fields
+    }
+
+
+def load_settings(
+    path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Read the TOML defaults, apply ``HUB_*`` variables, then explicit overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    path = Path(environ.get("HUB_CONFIG", "")) if environ.get("HUB_CONFIG") else path
+    path = path or DEFAULT_CONFIG
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    elif "HUB_CONFIG" in environ:
+        raise ConfigError(f"HUB_CONFIG: no such file {path}")
+    values.update(_env_overrides(environ))
+    values.update(overrides)
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    match = re.search(r" - at `\$\.(\w+)`", message)
+    if match is None:
+        unknown = re.search(r"unknown field `(\w+)`", message)
+        if unknown:
+            return f"unknown setting {unknown.group(1)!r} in the config file"
+        return message
+    key = match.group(1)
+    expected = message[: match.start()]
+    return f"{ENV_PREFIX}{key.upper()} (or {key} in hub.toml): {expected}"
+
+
+def with_admin_token(settings: Settings) -> tuple[Settings, bool]:
+    """Fill an unset admin token from ``DATA_DIR/admin_token``, generating it on first start.
+
+    Returns the settings and whether the token was generated just now (to print it once).
+    """
+    if settings.admin_token:
+        return settings, False
+    path = settings.data_path / "admin_token"
+    if path.exists():
+        return settings.replace(admin_token=path.read_text().strip()), False
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return settings.replace(admin_token=token), True

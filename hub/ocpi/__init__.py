@@ -1,0 +1,1 @@
+"""OCPI 2.3.0 vocabulary: objects, enums, status codes, the envelope and the HTTP headers."""

@@ -1,0 +1,79 @@
+"""The OCPI response envelope and the error that becomes one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from starlette.responses import Response
+
+from hub.ocpi.status import StatusCode
+
+
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """transport_and_format, "Response format": data, status_code, status_message, timestamp."""
+
+    data: Any = None
+    status_code: int
+    status_message: str | None = None
+    timestamp: datetime
+
+
+class OcpiError(Exception):
+    """Raised anywhere below a route; the app turns it into an envelope."""
+
+    def __init__(
+        self,
+        status_code: StatusCode,
+        message: str,
+        http_status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.http_status = http_status
+        self.headers = dict(headers or {})
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_envelope(
+    data: Any = None, status_code: int = StatusCode.SUCCESS, status_message: str | None = None
+) -> bytes:
+    return _encoder.encode(
+        Envelope(
+            data=data,
+            status_code=int(status_code),
+            status_message=status_message,
+            timestamp=now(),
+        )
+    )
+
+
+def ocpi_response(
+    data: Any = None,
+    status_code: int = StatusCode.SUCCESS,
+    status_message: str | None = None,
+    http_status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        encode_envelope(data, status_code, status_message),
+        status_code=http_status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def error_response(error: OcpiError) -> Response:
+    return ocpi_response(
+        None, error.status_code, error.message, error.http_status, headers=error.headers
+    )

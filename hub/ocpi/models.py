@@ -1,0 +1,135 @@
+"""OCPI objects the hub reads or writes itself, as msgspec Structs.
+
+Unknown JSON fields are accepted and ignored (transport_and_format, "Non-specified JSON
+fields"); optional fields that are unset are left out when encoding.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+VERSION = "2.3.0"
+
+CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$")]
+PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$")]
+CredentialsToken = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+]
+Url = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class Role(StrEnum):
+    CPO = "CPO"
+    EMSP = "EMSP"
+    NAP = "NAP"
+    NSP = "NSP"
+    OTHER = "OTHER"
+    SCSP = "SCSP"
+    PTP = "PTP"
+
+
+class InterfaceRole(StrEnum):
+    SENDER = "SENDER"
+    RECEIVER = "RECEIVER"
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "CONNECTED"
+    OFFLINE = "OFFLINE"
+    PLANNED = "PLANNED"
+    SUSPENDED = "SUSPENDED"
+
+
+class ModuleID:
+    """Known module identifiers; ModuleID is an open enum, so any string is allowed."""
+
+    CDRS = "cdrs"
+    CHARGING_PROFILES = "chargingprofiles"
+    COMMANDS = "commands"
+    CREDENTIALS = "credentials"
+    HUB_CLIENT_INFO = "hubclientinfo"
+    LOCATIONS = "locations"
+    SESSIONS = "sessions"
+    TARIFFS = "tariffs"
+    TOKENS = "tokens"
+    BOOKINGS = "bookings"
+    PAYMENTS = "payments"
+
+    # The Bookings chapter names its identifier `Booking` while its URLs say `bookings`.
+    ALIASES = {"booking": BOOKINGS}
+
+    @classmethod
+    def normalize(cls, identifier: str) -> str:
+        """Module identifiers are compared case-insensitively, aliases folded to one form."""
+        lowered = identifier.strip().lower()
+        return cls.ALIASES.get(lowered, lowered)
+
+
+FUNCTIONAL_MODULES = (
+    ModuleID.CDRS,
+    ModuleID.CHARGING_PROFILES,
+    ModuleID.COMMANDS,
+    ModuleID.LOCATIONS,
+    ModuleID.SESSIONS,
+    ModuleID.TARIFFS,
+    ModuleID.TOKENS,
+    ModuleID.BOOKINGS,
+    ModuleID.PAYMENTS,
+)
+
+
+class Version(msgspec.Struct):
+    version: str
+    url: Url
+
+
+class Endpoint(msgspec.Struct):
+    identifier: str
+    role: InterfaceRole
+    url: Url
+
+
+class VersionDetails(msgspec.Struct):
+    version: str
+    endpoints: list[Endpoint]
+
+
+class Image(msgspec.Struct, omit_defaults=True):
+    url: Url
+    category: str
+    type: str
+    thumbnail: Url | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class BusinessDetails(msgspec.Struct, omit_defaults=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    website: Url | None = None
+    logo: Image | None = None
+
+
+class CredentialsRole(msgspec.Struct):
+    role: Role
+    business_details: BusinessDetails
+    party_id: PartyId
+    country_code: CountryCode
+
+
+class Credentials(msgspec.Struct, omit_defaults=True):
+    token: CredentialsToken
+    url: Url
+    roles: Annotated[list[CredentialsRole], msgspec.Meta(min_length=1)]
+    hub_party_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}[A-Za-z0-9]{3}$")] | None = None
+
+
+class ClientInfo(msgspec.Struct):
+    party_id: str
+    country_code: str
+    role: Role
+    status: ConnectionStatus
+    last_updated: datetime

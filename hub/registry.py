@@ -1,0 +1,313 @@
+"""The registry of platforms, their parties and endpoints, kept in Redis.
+
+Writes are optimistic transactions (WATCH/MULTI) that also bump a generation counter and
+announce the change on a pub/sub channel. Each hub process keeps a read-only snapshot of the
+whole registry for the hot path (token -> platform, party -> platform): a request costs no
+Redis round trip while the snapshot is current, and every process drops its snapshot as soon
+as any process writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from hub.logs import get_logger
+from hub.ocpi.envelope import OcpiError, now
+from hub.ocpi.models import CredentialsRole, Endpoint, InterfaceRole, ModuleID, Role
+from hub.ocpi.status import StatusCode
+from hub.store import Keys
+from hub.tokens import new_token, token_hash
+
+log = get_logger(__name__)
+
+
+class PlatformState(StrEnum):
+    PENDING = "PENDING"  # created by an operator, not registered yet
+    REGISTERED = "REGISTERED"  # credentials exchanged
+    SUSPENDED = "SUSPENDED"  # unregistered or suspended: tokens void
+
+
+class TokenKind(StrEnum):
+    REGISTRATION = "A"  # CREDENTIALS_TOKEN_A: versions and credentials only
+    CREDENTIALS = "C"  # the token a registered platform calls the hub with
+
+
+class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    state: PlatformState = PlatformState.PENDING
+    created: datetime
+    updated: datetime
+    versions_url: str | None = None
+    version: str | None = None
+    endpoints: list[Endpoint] = []
+    roles: list[CredentialsRole] = []
+    token_b: str | None = None  # the token the hub calls this platform with
+    token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
+    raw_token: bool = False  # legacy peers that expect the token unencoded
+
+    def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
+        module = ModuleID.normalize(module)
+        for endpoint in self.endpoints:
+            if ModuleID.normalize(endpoint.identifier) == module and (
+                endpoint.role == role or module == ModuleID.CREDENTIALS
+            ):
+                return endpoint
+        return None
+
+    def public(self) -> dict[str, Any]:
+        """The record as the admin API shows it: never a token."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "created": self.created,
+            "updated": self.updated,
+            "versions_url": self.versions_url,
+            "version": self.version,
+            "raw_token": self.raw_token,
+            "roles": [
+                {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
+                for r in self.roles
+            ],
+            "endpoints": self.endpoints,
+        }
+
+
+PartyKey = tuple[str, str, Role]  # (country_code, party_id, role), upper case
+
+
+def party_key(country_code: str, party_id: str, role: Role | str) -> PartyKey:
+    return (country_code.upper(), party_id.upper(), Role(role))
+
+
+def party_field(key: PartyKey) -> str:
+    return f"{key[0]}:{key[1]}:{key[2]}"
+
+
+def party_keys(roles: Iterable[CredentialsRole]) -> list[PartyKey]:
+    return [party_key(r.country_code, r.party_id, r.role) for r in roles]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Platform)
+
+
+class Snapshot:
+    """An immutable view of the registry at one generation, indexed for the hot path."""
+
+    def __init__(self, generation: int, platforms: dict[str, Platform]) -> None:
+        self.generation = generation
+        self.platforms = platforms
+        self.by_token: dict[str, tuple[Platform, TokenKind]] = {}
+        self.by_party: dict[PartyKey, Platform] = {}
+        for platform in platforms.values():
+            for digest, kind in platform.token_hashes.items():
+                self.by_token[digest] = (platform, kind)
+            if platform.state != PlatformState.SUSPENDED:
+                for key in party_keys(platform.roles):
+                    self.by_party[key] = platform
+
+    def token(self, token: str) -> tuple[Platform, TokenKind] | None:
+        return self.by_token.get(token_hash(token))
+
+
+Mutation = Callable[[Platform | None, dict[PartyKey, str]], Platform]
+
+
+class Registry:
+    """Reads through the snapshot; every write goes through :meth:`_commit`."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._snapshot: Snapshot | None = None
+        self._loading: asyncio.Lock = asyncio.Lock()
+        self._seen: dict[str, float] = {}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def snapshot(self) -> Snapshot:
+        snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot
+        async with self._loading:
+            if self._snapshot is None:
+                self._snapshot = await self._load()
+            return self._snapshot
+
+    async def _load(self) -> Snapshot:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(Keys.generation).hgetall(Keys.platforms)
+            generation, records = await pipe.execute()
+        platforms = {key.decode(): _decoder.decode(value) for key, value in records.items()}
+        return Snapshot(int(generation or 0), platforms)
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+    async def refresh_if_stale(self) -> Snapshot:
+        """One round trip: reload when another process wrote since our snapshot was taken."""
+        snapshot = await self.snapshot()
+        generation = int(await self.redis.get(Keys.generation) or 0)
+        if generation != snapshot.generation:
+            self.invalidate()
+            snapshot = await self.snapshot()
+        return snapshot
+
+    async def authenticate(self, tokens: Iterable[str]) -> tuple[Platform, TokenKind] | None:
+        """Token -> platform. An unknown token costs one check that our snapshot is current."""
+        tokens = tuple(tokens)
+        if not tokens:
+            return None
+        snapshot = await self.snapshot()
+        for token in tokens:
+            if found := snapshot.token(token):
+                return found
+        snapshot = await self.refresh_if_stale()
+        for token in tokens:
+            if found := snapshot.token(token):
+                return found
+        return None
+
+    async def get(self, platform_id: str) -> Platform | None:
+        return (await self.snapshot()).platforms.get(platform_id)
+
+    async def touch(self, platform_id: str, interval: float = 1.0) -> None:
+        """Record that a platform spoke to the hub; at most one write per interval."""
+        moment = time.time()
+        if moment - self._seen.get(platform_id, 0.0) < interval:
+            return
+        self._seen[platform_id] = moment
+        await self.redis.hset(Keys.last_seen, platform_id, str(moment))
+
+    async def last_seen(self) -> dict[str, float]:
+        raw = await self.redis.hgetall(Keys.last_seen)
+        return {key.decode(): float(value) for key, value in raw.items()}
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _commit(self, platform_id: str | None, mutate: Mutation) -> Platform:
+        """Read, mutate, write atomically; parties are claimed and released in the same step.
+
+        ``mutate`` gets the current record (None for a new one) and the party claims, and
+        returns the new record or raises OcpiError to abort with nothing written.
+        """
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(Keys.platforms, Keys.parties)
+                    current = None
+                    if platform_id is not None:
+                        raw = await pipe.hget(Keys.platforms, platform_id)
+                        current = _decoder.decode(raw) if raw else None
+                    claims_raw = await pipe.hgetall(Keys.parties)
+                    claims = {_parse_field(k.decode()): v.decode() for k, v in claims_raw.items()}
+                    updated = mutate(current, claims)
+                    await self._check_claims(pipe, updated, claims)
+                    pipe.multi()
+                    if current is not None:
+                        released = set(party_keys(current.roles)) - set(party_keys(updated.roles))
+                        for key in released:
+                            if claims.get(key) == updated.id:
+                                pipe.hdel(Keys.parties, party_field(key))
+                    if updated.state != PlatformState.SUSPENDED:
+                        for key in party_keys(updated.roles):
+                            pipe.hset(Keys.parties, party_field(key), updated.id)
+                    pipe.hset(Keys.platforms, updated.id, _encoder.encode(updated))
+                    pipe.incr(Keys.generation)
+                    pipe.publish(Keys.channel, updated.id)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            self.invalidate()
+            return updated
+
+    async def _check_claims(
+        self, pipe: Any, platform: Platform, claims: dict[PartyKey, str]
+    ) -> None:
+        """One party belongs to one platform; a suspended platform's parties may move."""
+        if platform.state == PlatformState.SUSPENDED:
+            return
+        seen: set[PartyKey] = set()
+        for key in party_keys(platform.roles):
+            if key in seen:
+                raise OcpiError(
+                    StatusCode.INVALID_PARAMETERS,
+                    f"party {'/'.join(key)} is listed twice in roles",
+                )
+            seen.add(key)
+            owner = claims.get(key)
+            if owner is None or owner == platform.id:
+                continue
+            raw = await pipe.hget(Keys.platforms, owner)
+            if raw and _decoder.decode(raw).state != PlatformState.SUSPENDED:
+                raise OcpiError(
+                    StatusCode.INVALID_PARAMETERS,
+                    f"party {'/'.join(key)} is already registered by another platform",
+                )
+
+    async def create_platform(self, name: str) -> tuple[Platform, str]:
+        """A new platform with a fresh CREDENTIALS_TOKEN_A; returns the record and the token."""
+        token_a = new_token()
+        moment = now()
+        platform = Platform(
+            id=uuid.uuid4().hex[:12],
+            name=name,
+            created=moment,
+            updated=moment,
+            token_hashes={token_hash(token_a): TokenKind.REGISTRATION},
+        )
+        await self._commit(None, lambda _current, _claims: platform)
+        log.info("platform created", platform_id=platform.id, platform_name=name)
+        return platform, token_a
+
+    async def update(
+        self, platform_id: str, change: Callable[[Platform], Platform | None]
+    ) -> Platform:
+        """Apply ``change`` to the current record; raises OcpiError if it is gone."""
+
+        def mutate(current: Platform | None, _claims: dict[PartyKey, str]) -> Platform:
+            if current is None:
+                raise OcpiError(StatusCode.CLIENT_ERROR, f"unknown platform {platform_id}", 404)
+            changed = change(current)
+            if changed is None:
+                return current
+            return msgspec.structs.replace(changed, updated=now())
+
+        return await self._commit(platform_id, mutate)
+
+    async def run_invalidation(self, ready: asyncio.Event | None = None) -> None:
+        """Drop the snapshot whenever any process writes; reconnects until cancelled."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(Keys.channel)
+                    self.invalidate()  # writes we missed while not subscribed
+                    if ready is not None:
+                        ready.set()
+                    async for _message in pubsub.listen():
+                        self.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection lost: caches may be stale, start over
+                self.invalidate()
+                log.warning("registry invalidation channel lost", error=str(exc))
+                await asyncio.sleep(0.5)
+
+
+def _parse_field(field: str) -> PartyKey:
+    country_code, party_id, role = field.split(":")
+    return (country_code, party_id, Role(role))
+
+
+Check = Callable[[], Awaitable[None]]

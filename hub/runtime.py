@@ -1,0 +1,66 @@
+"""What one hub process holds while it runs: settings, Redis, the registry, the HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import redis.asyncio as aioredis
+from starlette.requests import Request
+
+from hub.config import Settings
+from hub.logs import get_logger
+from hub.registry import Registry
+from hub.store import connect
+
+log = get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis: aioredis.Redis = connect(settings.redis_url)
+        self.registry = Registry(self.redis)
+        self.http: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def versions_url(self) -> str:
+        return f"{self.settings.public_url}/ocpi/versions"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self.http is not None, "runtime not started"
+        return self.http
+
+    async def start(self) -> None:
+        await self.redis.ping()
+        # One pooled session per process; per-request timeouts are set by each caller.
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.forward_timeout),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Content-Type"),
+        )
+        ready = asyncio.Event()
+        self.spawn(self.registry.run_invalidation(ready))
+        await asyncio.wait_for(ready.wait(), 10)
+
+    def spawn(self, coro: object) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.http is not None:
+            await self.http.close()
+        await self.redis.aclose()
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime

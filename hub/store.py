@@ -1,0 +1,25 @@
+"""Redis: the client the hub uses and the names of its keys.
+
+Every key carries the hash tag ``{hub}`` so that multi-key transactions stay in one hash slot
+on a Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+PREFIX = "{hub}:"
+
+
+class Keys:
+    platforms = PREFIX + "platforms"  # hash: platform id -> Platform JSON
+    parties = PREFIX + "parties"  # hash: "CC:PID:ROLE" -> platform id
+    generation = PREFIX + "registry:generation"  # counter bumped by every registry write
+    channel = PREFIX + "registry"  # pub/sub: registry changed, drop caches
+    last_seen = PREFIX + "last-seen"  # hash: platform id -> unix time of its last request
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=5, health_check_interval=30, decode_responses=False
+    )

@@ -1,0 +1,155 @@
+"""`hub serve` as an operator runs it: a real process with its embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import token_header
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HubProcess:
+    def __init__(self, data_dir: Path, port: int = 0, **env: str) -> None:
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"hub-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "HUB_DATA_DIR": str(data_dir),
+            "HUB_PORT": str(self.port),
+            "HUB_LOG_FORMAT": "json",
+            **env,
+        }
+        self.env.pop("HUB_REDIS_URL", None)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> HubProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve"], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log_path.read_text()
+            try:
+                urllib.request.urlopen(f"{self.url}/ocpi/versions", timeout=1)
+            except urllib.error.HTTPError:
+                return self  # 401: up and answering
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("hub did not start:\n" + self.log_path.read_text())
+
+    def redis_pid(self) -> int:
+        for line in self.log_lines():
+            if line.get("event") == "embedded redis started":
+                return int(line["pid"])
+        raise AssertionError("no embedded redis in the log")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+    def call(self, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(30)
+
+
+def _gone(pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_hub_and_its_redis(tmp_path: Path, sig: int) -> None:
+    hub = HubProcess(tmp_path / "data").start()
+    redis_pid = hub.redis_pid()
+    hub.stop(sig)
+    assert _gone(redis_pid), "embedded redis left running"
+
+
+def test_killed_hub_leaves_no_redis(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "data").start()
+    redis_pid = hub.redis_pid()
+    hub.stop(signal.SIGKILL)
+    assert _gone(redis_pid)
+
+
+def test_restart_keeps_issued_token_a_and_admin_token(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    hub = HubProcess(data).start()
+    admin_token = (data / "admin_token").read_text().strip()
+    generated = [line for line in hub.log_lines() if line.get("admin_token")]
+    assert generated and generated[0]["admin_token"] == admin_token  # shown once at first start
+    created = hub.call(
+        "POST", "/admin/platforms", {"Authorization": f"Bearer {admin_token}"}, {"name": "CPO"}
+    )
+    hub.stop()
+
+    again = HubProcess(data, port=hub.port).start()
+    try:
+        answer = again.call("GET", "/ocpi/versions", token_header(created["token_a"]))
+        assert answer["data"][0]["version"] == "2.3.0"
+        assert not [
+            line for line in again.log_lines()[len(hub.log_lines()) :] if "admin_token" in line
+        ]
+    finally:
+        again.stop()
+
+
+def test_json_log_lines_carry_request_correlation_and_platform(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "data", HUB_ADMIN_TOKEN="admin-" + "x" * 32).start()
+    try:
+        created = hub.call(
+            "POST", "/admin/platforms", {"Authorization": "Bearer admin-" + "x" * 32}, {"name": "A"}
+        )
+        headers = {
+            **token_header(created["token_a"]),
+            "X-Request-ID": "req-42",
+            "X-Correlation-ID": "corr-42",
+        }
+        hub.call("GET", "/ocpi/versions", headers)
+    finally:
+        hub.stop()
+    lines = [line for line in hub.log_lines() if line.get("request_id") == "req-42"]
+    assert lines, "no log line for the request"
+    assert all(line["correlation_id"] == "corr-42" for line in lines)
+    assert any(line.get("platform_id") == created["id"] for line in lines)
+    started = [line for line in hub.log_lines() if line.get("event") == "hub starting"]
+    assert started[0]["versions_url"] == f"{hub.url}/ocpi/versions"

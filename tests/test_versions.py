@@ -1,0 +1,41 @@
+"""The Versions module (version_information_endpoint.asciidoc)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from hub.ocpi.models import FUNCTIONAL_MODULES
+from tests.support import RunningHub, token_header
+
+
+async def test_versions_lists_230_with_token_a(hub: RunningHub, http: aiohttp.ClientSession):
+    token_a = (await hub.create_platform(http, "CPO"))["token_a"]
+    async with http.get(hub.versions_url, headers=token_header(token_a)) as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body["status_code"] == 1000
+    assert body["data"] == [{"version": "2.3.0", "url": f"{hub.url}/ocpi/2.3.0/details"}]
+
+
+async def test_details_list_every_module_with_both_roles(
+    hub: RunningHub, http: aiohttp.ClientSession
+):
+    """Details: credentials, hubclientinfo SENDER, and SENDER+RECEIVER of all 9 modules."""
+    token_a = (await hub.create_platform(http, "CPO"))["token_a"]
+    async with http.get(f"{hub.url}/ocpi/2.3.0/details", headers=token_header(token_a)) as r:
+        assert r.status == 200
+        details = (await r.json())["data"]
+    assert details["version"] == "2.3.0"
+    endpoints = {(e["identifier"], e["role"]): e["url"] for e in details["endpoints"]}
+    assert endpoints[("credentials", "SENDER")] == f"{hub.url}/ocpi/2.3.0/credentials"
+    assert endpoints[("hubclientinfo", "SENDER")] == f"{hub.url}/ocpi/2.3.0/hubclientinfo"
+    assert len(FUNCTIONAL_MODULES) == 9
+    for module in FUNCTIONAL_MODULES:
+        for role in ("SENDER", "RECEIVER"):
+            assert endpoints[(module, role)] == hub.endpoint(module, role)
+    assert len(endpoints) == 2 + 18
+
+
+async def test_details_need_a_token(hub: RunningHub, http: aiohttp.ClientSession):
+    async with http.get(f"{hub.url}/ocpi/2.3.0/details") as response:
+        assert response.status == 401
