@@ -5,6 +5,8 @@ Plain JSON, not OCPI envelopes: errors are ``{"error": "..."}`` with a fitting H
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -12,7 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub import credentials
 from hub.access import AdminError, require_admin
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.status import StatusCode
+from hub.parties import parties
+from hub.registry import Platform
 from hub.runtime import runtime
 
 T = TypeVar("T")
@@ -73,4 +80,92 @@ routes = [
     Route("/admin/platforms", create_platform, methods=["POST"]),
     Route("/admin/platforms", list_platforms, methods=["GET"]),
     Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
+]
+
+
+class Connect(msgspec.Struct):
+    versions_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
+    token_a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class PlatformSettings(msgspec.Struct):
+    raw_token: bool | None = None
+
+
+# OCPI codes of a failed connect, as the HTTP status the admin API answers with.
+_CONNECT_STATUS = {
+    StatusCode.UNABLE_TO_USE_CLIENT_API: 502,
+    StatusCode.UNSUPPORTED_VERSION: 502,
+    StatusCode.NO_MATCHING_ENDPOINTS: 502,
+    StatusCode.INVALID_PARAMETERS: 409,
+}
+
+
+async def connect_platform(request: Request) -> Response:
+    """The hub as credentials Sender: register with a platform that gave us its token A."""
+    require_admin(request)
+    body = await read_body(request, Connect)
+    platform_id = request.path_params["platform_id"]
+    try:
+        platform = await credentials.connect(
+            runtime(request), platform_id, body.versions_url, body.token_a
+        )
+    except OcpiError as exc:
+        status = exc.http_status if exc.http_status != 200 else 422
+        status = _CONNECT_STATUS.get(exc.status_code, status)
+        return json_response({"error": exc.message, "status_code": exc.status_code}, status)
+    return json_response(platform.public())
+
+
+async def update_platform(request: Request) -> Response:
+    """Per-platform settings; today the legacy raw Authorization token."""
+    require_admin(request)
+    body = await read_body(request, PlatformSettings)
+
+    def change(platform: Platform) -> Platform | None:
+        if body.raw_token is None:
+            return None
+        return msgspec.structs.replace(platform, raw_token=body.raw_token)
+
+    platform = await _update(request, change)
+    return json_response(platform.public())
+
+
+async def suspend_platform(request: Request) -> Response:
+    """Tokens void both ways; the platform's parties become SUSPENDED."""
+    require_admin(request)
+    platform = await _update(request, credentials.suspended)
+    return json_response(platform.public())
+
+
+async def _update(request: Request, change: Callable[[Platform], Platform | None]) -> Platform:
+    try:
+        return await runtime(request).registry.update(request.path_params["platform_id"], change)
+    except OcpiError as exc:
+        raise AdminError(exc.http_status if exc.http_status != 200 else 400, exc.message) from None
+
+
+async def list_parties(request: Request) -> Response:
+    require_admin(request)
+    hub = runtime(request)
+    snapshot = await hub.registry.refresh_if_stale()
+    seen = await hub.registry.last_seen()
+    rows = [
+        {**party.public(), "last_seen": _iso(seen.get(party.platform_id))}
+        for party in parties(snapshot)
+    ]
+    return json_response(rows)
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+routes += [
+    Route("/admin/platforms/{platform_id}", update_platform, methods=["PATCH"]),
+    Route("/admin/platforms/{platform_id}", suspend_platform, methods=["DELETE"]),
+    Route("/admin/platforms/{platform_id}/connect", connect_platform, methods=["POST"]),
+    Route("/admin/parties", list_parties, methods=["GET"]),
 ]

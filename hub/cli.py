@@ -137,6 +137,22 @@ def platforms_list(args: argparse.Namespace) -> int:
     return _output(args, _client(args).call("GET", "/admin/platforms"), PLATFORM_COLUMNS)
 
 
+def platforms_connect(args: argparse.Namespace) -> int:
+    body = {"versions_url": args.versions_url, "token_a": args.token_a}
+    data = _client(args).call("POST", f"/admin/platforms/{args.id}/connect", body)
+    return _output(args, data, PLATFORM_COLUMNS)
+
+
+def platforms_suspend(args: argparse.Namespace) -> int:
+    data = _client(args).call("DELETE", f"/admin/platforms/{args.id}")
+    return _output(args, data, PLATFORM_COLUMNS)
+
+
+def parties_list(args: argparse.Namespace) -> int:
+    columns = ("country_code", "party_id", "role", "platform_id", "status", "last_seen", "name")
+    return _output(args, _client(args).call("GET", "/admin/parties"), columns)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="OCPI 2.3.0 roaming hub")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         platforms, "add", platforms_add, "create a platform and its token A"
     ).add_argument("name")
     admin_command(platforms, "list", platforms_list, "list platforms")
+    connect = admin_command(
+        platforms, "connect", platforms_connect, "register the hub with a platform (hub as Sender)"
+    )
+    connect.add_argument("id", help="platform id from `platforms add`")
+    connect.add_argument("versions_url", help="the platform's versions URL")
+    connect.add_argument("token_a", help="the token A the platform issued to the hub")
+    admin_command(
+        platforms, "suspend", platforms_suspend, "suspend a platform: tokens void"
+    ).add_argument("id")
+
+    parties = commands.add_parser("parties", help="parties reachable through the hub")
+    admin_command(
+        parties.add_subparsers(dest="action", required=True), "list", parties_list, "list parties"
+    )
     return parser
 
 

@@ -82,6 +82,8 @@ async def test_body_over_limit_is_413(hub_factory: HubFactory, http: aiohttp.Cli
             for _ in range(4):
                 yield b"y" * 512
 
+        async with http.post(url, data=chunks(), headers=token_header(created["token_a"])) as r:
+            assert r.status == 413
         async with http.post(f"{hub.url}/admin/platforms", data=chunks(), headers=hub.admin) as r:
             assert r.status == 413
         async with http.post(

@@ -1,0 +1,138 @@
+"""Calls from the hub to a platform's configuration modules (versions, details, credentials).
+
+Every failure becomes an OcpiError with the code the credentials chapter asks for: 3001 when
+the platform's API cannot be used, 3002 when there is no mutual version, 3003 when the
+expected endpoints are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from hub.ocpi import headers
+from hub.ocpi.auth import authorization_header
+from hub.ocpi.envelope import Envelope, OcpiError
+from hub.ocpi.models import (
+    FUNCTIONAL_MODULES,
+    VERSION,
+    Endpoint,
+    ModuleID,
+    Version,
+    VersionDetails,
+)
+from hub.ocpi.status import StatusCode
+
+T = TypeVar("T")
+
+_envelope = msgspec.json.Decoder(Envelope)
+
+
+class Negotiated(msgspec.Struct):
+    """What the hub learns from a platform's versions and details endpoints."""
+
+    version: str
+    endpoints: list[Endpoint]
+
+    def credentials_url(self) -> str:
+        for endpoint in self.endpoints:
+            if endpoint.identifier == ModuleID.CREDENTIALS:
+                return endpoint.url
+        raise AssertionError("negotiate() guarantees a credentials endpoint")
+
+
+class PlatformClient:
+    """One platform's configuration endpoints, called with the token the hub holds for it."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token: str,
+        raw_token: bool = False,
+        timeout: float = 10.0,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.session = session
+        self.authorization = authorization_header(token, raw_token)
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.correlation_id = correlation_id or str(uuid.uuid4())
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": self.authorization,
+            headers.REQUEST_ID: str(uuid.uuid4()),
+            headers.CORRELATION_ID: self.correlation_id,
+        }
+
+    async def call(self, method: str, url: str, type_: type[T], body: Any = None) -> T:
+        """One OCPI call; returns ``data`` decoded as ``type_`` or raises OcpiError(3001)."""
+        request_headers = self._headers()
+        payload = None
+        if body is not None:
+            payload = msgspec.json.encode(body)
+            request_headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.request(
+                method, url, data=payload, headers=request_headers, timeout=self.timeout
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            reason = (
+                "timed out"
+                if isinstance(exc, asyncio.TimeoutError)
+                else str(exc) or type(exc).__name__
+            )
+            raise _unusable(f"{method} {url} failed: {reason}") from None
+        try:
+            envelope = _envelope.decode(raw)
+        except msgspec.DecodeError:
+            raise _unusable(
+                f"{method} {url} answered HTTP {status} without an OCPI envelope"
+            ) from None
+        if status >= 300 or envelope.status_code != StatusCode.SUCCESS:
+            detail = f": {envelope.status_message}" if envelope.status_message else ""
+            code = envelope.status_code
+            raise _unusable(f"{method} {url} answered HTTP {status}, status_code {code}{detail}")
+        try:
+            return msgspec.convert(envelope.data, type_, strict=False)
+        except msgspec.ValidationError as exc:
+            raise _unusable(f"{method} {url} answered data that is not valid: {exc}") from None
+
+    async def negotiate(self, versions_url: str) -> Negotiated:
+        """Versions -> 2.3.0 details; checks what the hub needs from every platform."""
+        versions = await self.call("GET", versions_url, list[Version])
+        offered = [v.version for v in versions]
+        chosen = next((v for v in versions if v.version == VERSION), None)
+        if chosen is None:
+            raise OcpiError(
+                StatusCode.UNSUPPORTED_VERSION,
+                f"no mutual OCPI version: the platform offers {offered or 'none'}, "
+                f"the hub speaks {VERSION}",
+            )
+        details = await self.call("GET", chosen.url, VersionDetails)
+        endpoints = [
+            Endpoint(ModuleID.normalize(e.identifier), e.role, e.url) for e in details.endpoints
+        ]
+        identifiers = {e.identifier for e in endpoints}
+        if ModuleID.CREDENTIALS not in identifiers:
+            raise OcpiError(
+                StatusCode.NO_MATCHING_ENDPOINTS,
+                f"the platform's {VERSION} details list no credentials endpoint",
+            )
+        usable = identifiers & {*FUNCTIONAL_MODULES, ModuleID.HUB_CLIENT_INFO}
+        if not usable:
+            raise OcpiError(
+                StatusCode.NO_MATCHING_ENDPOINTS,
+                f"the platform's {VERSION} details list no module the hub can use "
+                f"(expected any of {', '.join(FUNCTIONAL_MODULES)} or hubclientinfo)",
+            )
+        return Negotiated(VERSION, endpoints)
+
+
+def _unusable(message: str) -> OcpiError:
+    return OcpiError(StatusCode.UNABLE_TO_USE_CLIENT_API, message)
