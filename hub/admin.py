@@ -18,7 +18,6 @@ from hub import credentials
 from hub.access import AdminError, require_admin
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.parties import parties
 from hub.registry import Platform
 from hub.runtime import runtime
 
@@ -152,7 +151,7 @@ async def list_parties(request: Request) -> Response:
     seen = await hub.registry.last_seen()
     rows = [
         {**party.public(), "last_seen": _iso(seen.get(party.platform_id))}
-        for party in parties(snapshot)
+        for party in sorted(snapshot.parties.values(), key=lambda p: p.key)
     ]
     return json_response(rows)
 

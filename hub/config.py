@@ -41,6 +41,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     forward_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     alive_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 4 * 1024 * 1024
+    platform_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 64
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

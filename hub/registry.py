@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -23,7 +23,14 @@ from redis.exceptions import WatchError
 
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, now
-from hub.ocpi.models import CredentialsRole, Endpoint, InterfaceRole, ModuleID, Role
+from hub.ocpi.models import (
+    ConnectionStatus,
+    CredentialsRole,
+    Endpoint,
+    InterfaceRole,
+    ModuleID,
+    Role,
+)
 from hub.ocpi.status import StatusCode
 from hub.store import Keys
 from hub.tokens import new_token, token_hash
@@ -99,6 +106,29 @@ def party_keys(roles: Iterable[CredentialsRole]) -> list[PartyKey]:
     return [party_key(r.country_code, r.party_id, r.role) for r in roles]
 
 
+class Party(msgspec.Struct, frozen=True):
+    """A party reachable (or once reachable) through the hub, with its connection status."""
+
+    country_code: str
+    party_id: str
+    role: Role
+    platform_id: str
+    name: str
+    status: ConnectionStatus
+
+    @property
+    def key(self) -> PartyKey:
+        return (self.country_code, self.party_id, self.role)
+
+    def public(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__struct_fields__}
+
+
+_PLATFORM_STATUS = {
+    PlatformState.REGISTERED: ConnectionStatus.CONNECTED,
+    PlatformState.SUSPENDED: ConnectionStatus.SUSPENDED,
+}
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Platform)
 
@@ -110,16 +140,36 @@ class Snapshot:
         self.generation = generation
         self.platforms = platforms
         self.by_token: dict[str, tuple[Platform, TokenKind]] = {}
-        self.by_party: dict[PartyKey, Platform] = {}
-        for platform in platforms.values():
+        self.parties: dict[PartyKey, Party] = {}
+        # A party taken over by a new registration is kept once, under its current platform.
+        for platform in sorted(platforms.values(), key=lambda p: p.created):
             for digest, kind in platform.token_hashes.items():
                 self.by_token[digest] = (platform, kind)
-            if platform.state != PlatformState.SUSPENDED:
-                for key in party_keys(platform.roles):
-                    self.by_party[key] = platform
+            status = _PLATFORM_STATUS.get(platform.state)
+            if status is None:
+                continue
+            for role in platform.roles:
+                party = Party(
+                    country_code=role.country_code.upper(),
+                    party_id=role.party_id.upper(),
+                    role=role.role,
+                    platform_id=platform.id,
+                    name=role.business_details.name,
+                    status=status,
+                )
+                held = self.parties.get(party.key)
+                if held is None or held.status == ConnectionStatus.SUSPENDED:
+                    self.parties[party.key] = party
+        self.by_code: dict[tuple[str, str], list[Party]] = {}
+        for party in sorted(self.parties.values(), key=lambda p: p.key):
+            self.by_code.setdefault((party.country_code, party.party_id), []).append(party)
 
     def token(self, token: str) -> tuple[Platform, TokenKind] | None:
         return self.by_token.get(token_hash(token))
+
+    def parties_of(self, country_code: str, party_id: str) -> list[Party]:
+        """Every role a (country_code, party_id) pair holds, case-insensitively."""
+        return self.by_code.get((country_code.upper(), party_id.upper()), [])
 
 
 Mutation = Callable[[Platform | None, dict[PartyKey, str]], Platform]
@@ -308,6 +358,3 @@ class Registry:
 def _parse_field(field: str) -> PartyKey:
     country_code, party_id, role = field.split(":")
     return (country_code, party_id, Role(role))
-
-
-Check = Callable[[], Awaitable[None]]

@@ -10,8 +10,10 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from hub.config import Settings
+from hub.forwarder import Forwarder
 from hub.logs import get_logger
 from hub.registry import Registry
+from hub.relays import Relays
 from hub.store import connect
 
 log = get_logger(__name__)
@@ -22,12 +24,24 @@ class Runtime:
         self.settings = settings
         self.redis: aioredis.Redis = connect(settings.redis_url)
         self.registry = Registry(self.redis)
+        self.relays = Relays(self.redis, settings.public_url)
         self.http: aiohttp.ClientSession | None = None
+        self._forwarder: Forwarder | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def versions_url(self) -> str:
         return f"{self.settings.public_url}/ocpi/versions"
+
+    @property
+    def party(self) -> tuple[str, str]:
+        """The hub's own (country_code, party_id): OCPI-from of what the hub itself says."""
+        return (self.settings.country_code, self.settings.party_id)
+
+    @property
+    def forwarder(self) -> Forwarder:
+        assert self._forwarder is not None, "runtime not started"
+        return self._forwarder
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -43,6 +57,7 @@ class Runtime:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Content-Type"),
         )
+        self._forwarder = Forwarder(self.http, self.settings, self.relays)
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
         await asyncio.wait_for(ready.wait(), 10)

@@ -1,0 +1,125 @@
+"""Hub URLs that stand in for platform URLs a requester must not (or cannot) call directly.
+
+A ``Link: rel="next"`` or a CDR ``Location`` points into the receiver's platform; a
+``response_url`` points into the requester's. Through a hub neither side can call the other,
+so the hub hands out an opaque URL of its own, stored in Redis with a TTL, that leads to
+exactly one URL on behalf of exactly one platform: no open proxy.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+import redis.asyncio as aioredis
+
+from hub.modules import Carrier
+from hub.ocpi.body import decode_request
+from hub.ocpi.models import InterfaceRole
+from hub.store import PREFIX
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+PAGE_TTL = 3600  # seconds a next-page link stays valid
+LOCATION_TTL = 30 * 24 * 3600  # a CDR Location is fetched days later
+CALLBACK_TTL = 24 * 3600  # a command's result; RESERVE_NOW lives until its expiry
+
+
+class Hop(msgspec.Struct, frozen=True):
+    """One requester party talking to one receiver party through the hub."""
+
+    module: str
+    interface: InterfaceRole
+    requester_platform: str
+    requester: tuple[str, str]  # (country_code, party_id)
+    receiver_platform: str
+    receiver: tuple[str, str]
+
+
+class Link(msgspec.Struct, frozen=True):
+    """Follow ``url`` on the receiver's platform for the requester (GET)."""
+
+    hop: Hop
+    url: str
+
+
+class Callback(msgspec.Struct, frozen=True):
+    """Relay the receiver's asynchronous result to the requester's ``response_url`` (POST)."""
+
+    hop: Hop
+    response_url: str
+
+
+class Relays:
+    def __init__(self, redis: aioredis.Redis, public_url: str) -> None:
+        self.redis = redis
+        self.public_url = public_url
+
+    @staticmethod
+    def _key(kind: str, relay_id: str) -> str:
+        return f"{PREFIX}{kind}:{relay_id}"
+
+    async def _put(self, kind: str, value: msgspec.Struct, ttl: int) -> str:
+        relay_id = secrets.token_urlsafe(18)
+        await self.redis.set(self._key(kind, relay_id), msgspec.json.encode(value), ex=ttl)
+        return relay_id
+
+    async def _get(self, kind: str, relay_id: str, type_: type[T]) -> T | None:
+        if not relay_id or len(relay_id) > 64:
+            return None
+        raw = await self.redis.get(self._key(kind, relay_id))
+        return None if raw is None else msgspec.json.decode(raw, type=type_)
+
+    async def link(self, link: Link, ttl: int = PAGE_TTL) -> str:
+        return f"{self.public_url}/ocpi/hub/links/{await self._put('link', link, ttl)}"
+
+    async def resolve_link(self, relay_id: str) -> Link | None:
+        return await self._get("link", relay_id, Link)
+
+    async def callback(self, callback: Callback, ttl: int = CALLBACK_TTL) -> str:
+        return f"{self.public_url}/ocpi/hub/callbacks/{await self._put('callback', callback, ttl)}"
+
+    async def resolve_callback(self, relay_id: str) -> Callback | None:
+        return await self._get("callback", relay_id, Callback)
+
+
+async def proxy_response_url(
+    relays: Relays, carrier: Carrier, body: bytes, query: str, hop: Hop
+) -> tuple[bytes, str]:
+    """Put a hub callback URL where the requester's ``response_url`` was (body or query).
+
+    A RESERVE_NOW's callback lives until the reservation expires: the CPO may cancel it
+    later with a result to the same URL (mod_commands, "Flow").
+    """
+    if carrier is Carrier.QUERY:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        original = next((v for k, v in pairs if k == "response_url"), None)
+        if original is None:
+            return body, query
+        hub_url = await relays.callback(Callback(hop, original))
+        pairs = [(k, hub_url if k == "response_url" else v) for k, v in pairs]
+        return body, urlencode(pairs)
+    document = decode_request(body, dict[str, Any], "request body")
+    original = document.get("response_url")
+    if not isinstance(original, str):
+        return body, query
+    document["response_url"] = await relays.callback(
+        Callback(hop, original), _callback_ttl(document.get("expiry_date"))
+    )
+    return msgspec.json.encode(document), query
+
+
+def _callback_ttl(expiry_date: object) -> int:
+    if not isinstance(expiry_date, str):
+        return CALLBACK_TTL
+    try:
+        expiry = datetime.fromisoformat(expiry_date.replace("Z", "+00:00"))
+    except ValueError:
+        return CALLBACK_TTL
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=UTC)  # types: no zone designator means UTC
+    remaining = (expiry - datetime.now(UTC)).total_seconds() + 3600
+    return max(CALLBACK_TTL, int(remaining))

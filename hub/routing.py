@@ -1,0 +1,138 @@
+"""Which party a functional-module request goes to: a pure function of request and registry.
+
+transport_and_format, "Message Routing": functional modules carry OCPI-from-* (always) and
+OCPI-to-* (unless the hub is to decide). The from pair must be a party of the platform that
+authenticated; the to pair names the receiving party, whose platform offers the same module
+and interface role the requester called on the hub.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+from hub.modules import ModuleFacts
+from hub.ocpi import headers
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.models import ConnectionStatus, InterfaceRole
+from hub.ocpi.status import StatusCode
+from hub.registry import Party, Platform, Snapshot
+
+_COUNTRY_CODE = re.compile(r"^[A-Za-z]{2}$")
+_PARTY_ID = re.compile(r"^[A-Za-z0-9]{3}$")
+
+UNREACHABLE = (ConnectionStatus.SUSPENDED, ConnectionStatus.PLANNED)
+
+
+class Addressing(msgspec.Struct, frozen=True):
+    """The routing headers of one request, validated and upper-cased (CiString)."""
+
+    from_country_code: str
+    from_party_id: str
+    to_country_code: str | None = None
+    to_party_id: str | None = None
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        return (self.from_country_code, self.from_party_id)
+
+    @property
+    def receiver(self) -> tuple[str, str] | None:
+        if self.to_country_code is None or self.to_party_id is None:
+            return None
+        return (self.to_country_code, self.to_party_id)
+
+
+def _header(values: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str | None:
+    value = values.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not pattern.match(value):
+        form = "2 letters" if pattern is _COUNTRY_CODE else "3 letters or digits"
+        raise OcpiError(StatusCode.INVALID_PARAMETERS, f"header {name}: {value!r} is not {form}")
+    return value.upper()
+
+
+def parse_addressing(values: Mapping[str, str]) -> Addressing:
+    """Validate the four routing headers; OCPI-from-* are required on functional modules."""
+    from_cc = _header(values, headers.FROM_COUNTRY_CODE, _COUNTRY_CODE)
+    from_pid = _header(values, headers.FROM_PARTY_ID, _PARTY_ID)
+    to_cc = _header(values, headers.TO_COUNTRY_CODE, _COUNTRY_CODE)
+    to_pid = _header(values, headers.TO_PARTY_ID, _PARTY_ID)
+    if from_cc is None or from_pid is None:
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            "functional modules need the OCPI-from-country-code and OCPI-from-party-id headers",
+        )
+    if (to_cc is None) != (to_pid is None):
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            "OCPI-to-country-code and OCPI-to-party-id go together: send both or neither",
+        )
+    return Addressing(from_cc, from_pid, to_cc, to_pid)
+
+
+def check_sender(addressing: Addressing, platform: Platform) -> None:
+    """No platform may speak for another: the from pair must be one of its own parties."""
+    own = {(r.country_code.upper(), r.party_id.upper()) for r in platform.roles}
+    if addressing.sender not in own:
+        cc, pid = addressing.sender
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            f"OCPI-from {cc}/{pid} is not a party of the platform this token belongs to",
+        )
+
+
+class Direct(msgspec.Struct, frozen=True):
+    """Forward to one receiving party's platform endpoint."""
+
+    receiver: Party
+    platform: Platform
+    endpoint_url: str
+
+    def url(self, suffix: str, query: str) -> str:
+        return join_url(self.endpoint_url, suffix, query)
+
+
+def join_url(base: str, suffix: str, query: str = "") -> str:
+    """The receiver's endpoint URL with the path after the hub's endpoint and the query.
+
+    Platforms differ in trailing slashes; exactly one slash joins the two parts.
+    """
+    url = base.rstrip("/") + "/" + suffix.lstrip("/") if suffix.strip("/") else base
+    return f"{url}?{query}" if query else url
+
+
+def route_direct(
+    snapshot: Snapshot,
+    facts: ModuleFacts,
+    interface: InterfaceRole,
+    receiver: tuple[str, str],
+) -> Direct:
+    """The receiving party of a direct request, and the URL on its platform.
+
+    A (country_code, party_id) pair may hold several roles; the one whose platform offers
+    the module's interface wins, connected parties before others.
+    """
+    candidates = snapshot.parties_of(*receiver)
+    if not candidates:
+        raise OcpiError(StatusCode.UNKNOWN_RECEIVER, f"unknown receiver {'/'.join(receiver)}")
+    reachable = [p for p in candidates if p.status not in UNREACHABLE]
+    if not reachable:
+        status = candidates[0].status
+        raise OcpiError(
+            StatusCode.RECEIVER_NOT_CONNECTED,
+            f"receiver {'/'.join(receiver)} is {status}",
+        )
+    for party in reachable:
+        platform = snapshot.platforms[party.platform_id]
+        endpoint = platform.endpoint(facts.id, interface)
+        if endpoint is not None:
+            return Direct(party, platform, endpoint.url)
+    raise OcpiError(
+        StatusCode.HUB_ERROR,
+        f"receiver {'/'.join(receiver)} does not offer the {facts.id} {interface} interface",
+    )

@@ -1,0 +1,151 @@
+"""The routing decision as a pure function (transport_and_format, "Message Routing")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.modules import MODULES, module_facts
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.models import BusinessDetails, CredentialsRole, Endpoint, InterfaceRole, Role
+from hub.registry import Platform, PlatformState, Snapshot
+from hub.routing import check_sender, join_url, parse_addressing, route_direct
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+S, R = InterfaceRole.SENDER, InterfaceRole.RECEIVER
+
+
+def platform(
+    pid: str,
+    roles: list[tuple[str, str, Role]],
+    modules: list[tuple[str, InterfaceRole]],
+    state: PlatformState = PlatformState.REGISTERED,
+) -> Platform:
+    return Platform(
+        id=pid,
+        name=pid,
+        state=state,
+        created=NOW,
+        updated=NOW,
+        roles=[CredentialsRole(role, BusinessDetails(name=pid), p, cc) for cc, p, role in roles],
+        endpoints=[Endpoint(m, r, f"http://127.0.0.1/{pid}/{m}/{r.lower()}/") for m, r in modules],
+    )
+
+
+def snapshot(*platforms: Platform) -> Snapshot:
+    return Snapshot(1, {p.id: p for p in platforms})
+
+
+def routing(**values: str) -> dict[str, str]:
+    return {f"ocpi-{k.replace('_', '-')}": v for k, v in values.items()}
+
+
+def test_from_headers_are_required() -> None:
+    with pytest.raises(OcpiError) as error:
+        parse_addressing(routing(to_country_code="NL", to_party_id="CPA"))
+    assert error.value.status_code == 2001 and "OCPI-from" in error.value.message
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"from_country_code": "NLD", "from_party_id": "ABC"},
+        {"from_country_code": "NL", "from_party_id": "AB"},
+        {"from_country_code": "N1", "from_party_id": "ABC"},
+        {"from_country_code": "NL", "from_party_id": "ÄBC"},
+        {"from_country_code": "NL", "from_party_id": "ABC", "to_country_code": "D"},
+    ],
+)
+def test_malformed_routing_headers_are_2001(values: dict[str, str]) -> None:
+    with pytest.raises(OcpiError) as error:
+        parse_addressing(routing(**values))
+    assert error.value.status_code == 2001
+
+
+def test_to_headers_go_together() -> None:
+    with pytest.raises(OcpiError, match="go together"):
+        parse_addressing(routing(from_country_code="NL", from_party_id="ABC", to_party_id="XYZ"))
+
+
+def test_headers_are_case_insensitive_cistrings() -> None:
+    addressing = parse_addressing(
+        routing(
+            from_country_code="nl", from_party_id="cpa", to_country_code="de", to_party_id="msa"
+        )
+    )
+    assert addressing.sender == ("NL", "CPA") and addressing.receiver == ("DE", "MSA")
+
+
+def test_sender_must_be_a_party_of_the_platform() -> None:
+    cpo = platform("p1", [("NL", "CPA", Role.CPO)], [])
+    check_sender(parse_addressing(routing(from_country_code="NL", from_party_id="CPA")), cpo)
+    with pytest.raises(OcpiError, match="not a party of the platform"):
+        check_sender(parse_addressing(routing(from_country_code="DE", from_party_id="MSA")), cpo)
+
+
+def test_direct_route_picks_the_endpoint_of_the_same_module_and_interface() -> None:
+    emsp = platform("p2", [("DE", "MSA", Role.EMSP)], [("locations", R), ("tokens", S)])
+    snap = snapshot(emsp)
+    direct = route_direct(snap, MODULES["locations"], R, ("DE", "MSA"))
+    assert direct.platform.id == "p2" and direct.receiver.role == Role.EMSP
+    assert direct.url("/NL/CPA/LOC1", "") == "http://127.0.0.1/p2/locations/receiver/NL/CPA/LOC1"
+    assert route_direct(snap, MODULES["tokens"], S, ("de", "msa")).endpoint_url.endswith("/sender/")
+
+
+def test_unknown_receiver_is_4001() -> None:
+    with pytest.raises(OcpiError) as error:
+        route_direct(snapshot(), MODULES["locations"], R, ("XX", "YYY"))
+    assert error.value.status_code == 4001 and "XX/YYY" in error.value.message
+
+
+def test_suspended_receiver_is_4003() -> None:
+    gone = platform("p3", [("DE", "MSA", Role.EMSP)], [("locations", R)], PlatformState.SUSPENDED)
+    with pytest.raises(OcpiError) as error:
+        route_direct(snapshot(gone), MODULES["locations"], R, ("DE", "MSA"))
+    assert error.value.status_code == 4003 and "SUSPENDED" in error.value.message
+
+
+def test_receiver_without_the_interface_is_4000() -> None:
+    emsp = platform("p2", [("DE", "MSA", Role.EMSP)], [("locations", S)])
+    with pytest.raises(OcpiError) as error:
+        route_direct(snapshot(emsp), MODULES["locations"], R, ("DE", "MSA"))
+    assert error.value.status_code == 4000 and "locations RECEIVER" in error.value.message
+
+
+def test_pair_with_two_roles_routes_to_the_role_that_offers_the_interface() -> None:
+    cpo = platform("cpo", [("NL", "TWO", Role.CPO)], [("locations", S)])
+    emsp = platform("emsp", [("NL", "TWO", Role.EMSP)], [("locations", R)])
+    snap = snapshot(cpo, emsp)
+    assert route_direct(snap, MODULES["locations"], S, ("NL", "TWO")).platform.id == "cpo"
+    assert route_direct(snap, MODULES["locations"], R, ("NL", "TWO")).platform.id == "emsp"
+
+
+@pytest.mark.parametrize(
+    ("base", "suffix", "query", "expected"),
+    [
+        ("http://h/loc", "", "", "http://h/loc"),
+        ("http://h/loc/", "", "", "http://h/loc/"),
+        ("http://h/loc/", "/LOC1", "", "http://h/loc/LOC1"),
+        ("http://h/loc", "/LOC1", "", "http://h/loc/LOC1"),
+        ("http://h/loc", "/", "offset=5", "http://h/loc?offset=5"),
+        ("http://h/commands/", "/START_SESSION", "", "http://h/commands/START_SESSION"),
+        ("http://h/tokens", "/U1/authorize", "type=RFID", "http://h/tokens/U1/authorize?type=RFID"),
+    ],
+)
+def test_join_url(base: str, suffix: str, query: str, expected: str) -> None:
+    assert join_url(base, suffix, query) == expected
+
+
+def test_module_table() -> None:
+    """Interfaces per module chapter; Booking is the bookings module; custom ids pass."""
+    assert module_facts("Booking") is MODULES["bookings"]
+    assert MODULES["commands"].response_url_carrier(R, "POST") == "body"
+    assert MODULES["chargingprofiles"].response_url_carrier(R, "GET") == "query"
+    assert MODULES["chargingprofiles"].response_url_carrier(R, "PUT") == "body"
+    assert not MODULES["locations"].allows(S, "PUT")
+    assert MODULES["tokens"].allows(S, "POST")  # real-time authorization
+    assert MODULES["sessions"].allows(S, "PUT")  # charging preferences
+    assert MODULES["payments"].allows(S, "PATCH")
+    custom = module_facts("nltnm-tokens")
+    assert custom.custom and custom.allows(S, "DELETE")
