@@ -162,7 +162,37 @@ def _iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
 
+async def list_broadcasts(request: Request) -> Response:
+    """The newest broadcasts with their delivery counts."""
+    require_admin(request)
+    broadcaster = runtime(request).broadcaster
+    rows = []
+    for broadcast_id in await broadcaster.recent():
+        report = await broadcaster.report(broadcast_id)
+        if report is None:
+            continue
+        rows.append(
+            {
+                **{f: getattr(report, f) for f in report.__struct_fields__ if f != "deliveries"},
+                "delivered": sum(d.ok for d in report.deliveries),
+                "failed": sum(not d.ok for d in report.deliveries),
+            }
+        )
+    return json_response(rows)
+
+
+async def get_broadcast(request: Request) -> Response:
+    """One broadcast: per receiver its status code, HTTP status, latency and error."""
+    require_admin(request)
+    report = await runtime(request).broadcaster.report(request.path_params["broadcast_id"])
+    if report is None:
+        raise AdminError(404, f"unknown broadcast {request.path_params['broadcast_id']}")
+    return json_response(report)
+
+
 routes += [
+    Route("/admin/broadcasts", list_broadcasts, methods=["GET"]),
+    Route("/admin/broadcasts/{broadcast_id}", get_broadcast, methods=["GET"]),
     Route("/admin/platforms/{platform_id}", update_platform, methods=["PATCH"]),
     Route("/admin/platforms/{platform_id}", suspend_platform, methods=["DELETE"]),
     Route("/admin/platforms/{platform_id}/connect", connect_platform, methods=["POST"]),

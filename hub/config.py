@@ -42,6 +42,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     alive_interval: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 4 * 1024 * 1024
     platform_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 64
+    broadcast_modules: tuple[str, ...] = (
+        "locations",
+        "tariffs",
+        "tokens",
+        "bookings/booking_locations",
+    )
+    broadcast_wait: bool = False
+    broadcast_claim_idle: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -69,13 +77,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return msgspec.structs.replace(self, **changes)
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
+_LISTS = {"broadcast_modules"}
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """HUB_<KEY> values; list settings are comma-separated (HUB_BROADCAST_MODULES=a,b)."""
     fields = {f.upper(): f for f in Settings.__struct_fields__}
-    return {
-        fields[key[len(ENV_PREFIX) :]]: value
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :] in fields
-    }
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        name = fields.get(key[len(ENV_PREFIX) :]) if key.startswith(ENV_PREFIX) else None
+        if name is not None:
+            out[name] = (
+                [v.strip() for v in value.split(",") if v.strip()] if name in _LISTS else value
+            )
+    return out
 
 
 def load_settings(

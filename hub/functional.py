@@ -8,20 +8,35 @@ module table (hub/modules.py), not here.
 
 from __future__ import annotations
 
+import uuid
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.access import authenticate
+from hub.aggregation import GetAll
+from hub.broadcast import Job, may_broadcast
 from hub.forwarder import routing_headers
-from hub.modules import module_facts
+from hub.index import Lookup, learned_from, open_route_key
+from hub.modules import ModuleFacts, module_facts
 from hub.ocpi.body import check_json
-from hub.ocpi.envelope import OcpiError
+from hub.ocpi.envelope import OcpiError, now, ocpi_response
 from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry import Platform, Snapshot
 from hub.relays import Hop, proxy_response_url
-from hub.routing import UNREACHABLE, check_sender, parse_addressing, route_direct
+from hub.routing import (
+    UNREACHABLE,
+    WRITES,
+    Scenario,
+    check_sender,
+    classify,
+    parse_addressing,
+    route_direct,
+    sender_role,
+)
 from hub.runtime import Runtime, runtime
 
 _INTERFACES = {"sender": InterfaceRole.SENDER, "receiver": InterfaceRole.RECEIVER}
@@ -59,43 +74,169 @@ async def module_endpoint(request: Request) -> Response:
             headers={"Allow": allowed},
         )
     addressing = parse_addressing(request.headers)
-    reply_to_requester = routing_headers(hub.party, addressing.sender)
     try:
         check_sender(addressing, platform)
-        receiver = addressing.receiver
-        if receiver is None:
-            raise OcpiError(
-                StatusCode.UNKNOWN_RECEIVER,
-                "no OCPI-to-country-code / OCPI-to-party-id: the hub cannot tell the receiver",
-            )
-        direct = route_direct(snapshot, facts, interface, receiver)
+        scenario = classify(addressing, method, interface, hub.party)
         body = await request.body() if method in _WITH_BODY else b""
         if body:
             check_json(body)
+        call = Call(
+            hub, request, snapshot, platform, facts, interface, method, addressing.sender, body
+        )
+        if scenario is Scenario.DIRECT:
+            assert addressing.receiver is not None
+            return await call.direct(addressing.receiver)
+        if scenario is Scenario.BROADCAST:
+            return await call.broadcast()
+        if scenario is Scenario.GET_ALL:
+            return await GetAll(hub).page(
+                snapshot,
+                facts,
+                platform.id,
+                addressing.sender,
+                request.url.query,
+                request.state.correlation_id,
+            )
+        return await call.open()
+    except OcpiError as exc:
+        exc.headers = {**routing_headers(hub.party, addressing.sender), **exc.headers}
+        raise
+
+
+class Call:
+    """One functional-module request on its way through the hub."""
+
+    def __init__(
+        self,
+        hub: Runtime,
+        request: Request,
+        snapshot: Snapshot,
+        platform: Platform,
+        facts: ModuleFacts,
+        interface: InterfaceRole,
+        method: str,
+        sender: tuple[str, str],
+        body: bytes,
+    ) -> None:
+        self.hub = hub
+        self.request = request
+        self.snapshot = snapshot
+        self.platform = platform
+        self.facts = facts
+        self.interface = interface
+        self.method = method
+        self.sender = sender
+        self.body = body
+        self.suffix: str = request.path_params["rest"]
+
+    async def direct(self, receiver: tuple[str, str]) -> Response:
+        direct = route_direct(self.snapshot, self.facts, self.interface, receiver)
         hop = Hop(
-            module=facts.id,
-            interface=interface,
-            requester_platform=platform.id,
-            requester=addressing.sender,
+            module=self.facts.id,
+            interface=self.interface,
+            requester_platform=self.platform.id,
+            requester=self.sender,
             receiver_platform=direct.platform.id,
             receiver=receiver,
         )
-        query = request.url.query
-        carrier = facts.response_url_carrier(interface, method)
+        body, query = self.body, self.request.url.query
+        carrier = self.facts.response_url_carrier(self.interface, self.method)
         if carrier is not None:
-            body, query = await proxy_response_url(hub.relays, carrier, body, query, hop)
-        return await _forward(
-            hub,
-            request,
-            direct.platform,
-            method,
-            direct.url(request.path_params["rest"], query),
-            body,
-            hop,
+            body, query = await proxy_response_url(self.hub.relays, carrier, body, query, hop)
+        self._learn(receiver)
+        url = direct.url(self.suffix, query)
+        return await _forward(self.hub, self.request, direct.platform, self.method, url, body, hop)
+
+    async def broadcast(self) -> Response:
+        """Broadcast Push: answered by the hub (from = hub, to = sender), delivered later."""
+        settings = self.hub.settings
+        if not may_broadcast(settings, self.facts, self.suffix):
+            raise OcpiError(
+                StatusCode.INVALID_PARAMETERS,
+                f"{self.facts.id}{self.suffix} is not broadcast (broadcast modules: "
+                f"{', '.join(settings.broadcast_modules)}); objects that belong to one party, "
+                "such as sessions and CDRs, need OCPI-to headers naming the receiver",
+            )
+        owner = self.facts.data_owner
+        job = Job(
+            id=uuid.uuid4().hex,
+            module=self.facts.id,
+            method=self.method,
+            suffix=self.suffix,
+            query=self.request.url.query,
+            body=self.body,
+            content_type=self.request.headers.get("content-type"),
+            sender=self.sender,
+            sender_role=sender_role(self.snapshot, self.platform, self.sender, owner),
+            sender_platform=self.platform.id,
+            correlation_id=self.request.state.correlation_id,
+            accepted=now(),
         )
-    except OcpiError as exc:
-        exc.headers = {**reply_to_requester, **exc.headers}
-        raise
+        self._learn(None)
+        broadcaster = self.hub.broadcaster
+        reply = routing_headers(self.hub.party, self.sender)
+        if not settings.broadcast_wait:
+            await broadcaster.accept(job)
+            return ocpi_response(None, status_message=f"broadcast {job.id} accepted", headers=reply)
+        await broadcaster.accept(job, queue=False)
+        deliveries = await broadcaster.deliver(job)
+        failed = next((d for d in deliveries if not d.ok), None)
+        if failed is None:
+            message = f"broadcast {job.id} delivered to {len(deliveries)} receivers"
+            return ocpi_response(None, status_message=message, headers=reply)
+        party = f"{failed.country_code}/{failed.party_id}"
+        raise OcpiError(
+            StatusCode(failed.status_code or StatusCode.HUB_ERROR),
+            f"broadcast {job.id}: delivery to {party} failed: {failed.error or failed.status_code}",
+        )
+
+    async def open(self) -> Response:
+        """Open Routing Request: the hub finds the receiver from what it has seen, or
+        broadcasts a push it may broadcast."""
+        document = _json(self.body) if self.facts.id in _BODY_ROUTED else None
+        key = open_route_key(self.facts, self.interface, self.method, self.suffix, document)
+        what = f"{self.method} {self.facts.id} {self.interface}{self.suffix}"
+        if isinstance(key, Lookup):
+            owners = await self.hub.index.owners(key)
+            if owners == []:
+                raise OcpiError(
+                    StatusCode.UNKNOWN_RECEIVER,
+                    f"{key.what} is known from more than one party: name the receiver",
+                )
+            receiver = next((o for o in owners or [] if o != self.sender), None)
+            if receiver is not None:
+                return await self.direct(receiver)
+            what = key.what
+        elif key is not None:
+            return await self.direct(key)
+        if (
+            self.interface == InterfaceRole.RECEIVER
+            and self.method in WRITES
+            and may_broadcast(self.hub.settings, self.facts, self.suffix)
+        ):
+            return await self.broadcast()
+        raise OcpiError(
+            StatusCode.UNKNOWN_RECEIVER,
+            f"open routing: the hub cannot tell the receiver of {what}; send OCPI-to headers",
+        )
+
+    def _learn(self, receiver: tuple[str, str] | None) -> None:
+        learned = learned_from(self.facts, self.interface, self.method, self.suffix)
+        if learned is None:
+            return
+        module, object_id, owner = learned
+        if module == ModuleID.SESSIONS:
+            if receiver is not None:
+                self.hub.detach(self.hub.index.learn_session(object_id, owner, receiver))
+        else:
+            self.hub.detach(self.hub.index.learn(module, object_id, owner))
+
+
+_BODY_ROUTED = {ModuleID.COMMANDS, ModuleID.CDRS}
+
+
+def _json(body: bytes) -> object:
+    return msgspec.json.decode(body) if body else None
 
 
 async def _forward(

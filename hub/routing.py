@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 
 import msgspec
 
 from hub.modules import ModuleFacts
 from hub.ocpi import headers
 from hub.ocpi.envelope import OcpiError
-from hub.ocpi.models import ConnectionStatus, InterfaceRole
+from hub.ocpi.models import ConnectionStatus, InterfaceRole, Role
 from hub.ocpi.status import StatusCode
 from hub.registry import Party, Platform, Snapshot
 
@@ -136,3 +137,94 @@ def route_direct(
         StatusCode.HUB_ERROR,
         f"receiver {'/'.join(receiver)} does not offer the {facts.id} {interface} interface",
     )
+
+
+class Scenario(StrEnum):
+    """transport_and_format, "Overview of required/optional routing headers"."""
+
+    DIRECT = "direct"
+    BROADCAST = "broadcast"
+    GET_ALL = "get-all"
+    OPEN = "open"
+
+
+WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+
+
+def classify(
+    addressing: Addressing, method: str, interface: InterfaceRole, hub: tuple[str, str]
+) -> Scenario:
+    """to = another party: Direct. to = the hub: a write on a RECEIVER interface is a
+    Broadcast Push, a GET on a SENDER interface is GET All. No to-headers: Open Routing.
+    Anything else addressed to the hub is refused: GET is never broadcast."""
+    receiver = addressing.receiver
+    if receiver is None:
+        return Scenario.OPEN
+    if receiver != hub:
+        return Scenario.DIRECT
+    if interface == InterfaceRole.RECEIVER and method in WRITES:
+        return Scenario.BROADCAST
+    if interface == InterfaceRole.SENDER and method == "GET":
+        return Scenario.GET_ALL
+    raise OcpiError(
+        StatusCode.INVALID_PARAMETERS,
+        f"a {method} on a {interface} interface cannot be addressed to the hub "
+        f"({'/'.join(hub)}): omit the OCPI-to headers for an open routing request instead",
+    )
+
+
+def opposite_roles(sender: Role) -> frozenset[Role]:
+    """Broadcast Push: a CPO reaches every other role ("Other" counts as eMSP-like);
+    any other role reaches CPOs only."""
+    if sender == Role.CPO:
+        return frozenset(Role) - {Role.CPO}
+    return frozenset({Role.CPO})
+
+
+def sender_role(
+    snapshot: Snapshot, platform: Platform, sender: tuple[str, str], owner: Role | None
+) -> Role:
+    """The role the from pair speaks in: the module's data owner if it holds that role."""
+    roles = [p.role for p in snapshot.parties_of(*sender) if p.platform_id == platform.id]
+    if owner is not None and owner in roles:
+        return owner
+    return roles[0] if roles else Role.OTHER
+
+
+def broadcast_receivers(
+    snapshot: Snapshot, facts: ModuleFacts, sender_platform: str, role: Role
+) -> list[tuple[Party, Platform, str]]:
+    """Every CONNECTED party of the opposite role whose platform offers the module's
+    RECEIVER interface, never on the sender's own platform: (party, platform, endpoint)."""
+    wanted = opposite_roles(role)
+    out = []
+    for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
+        if (
+            party.role in wanted
+            and party.status == ConnectionStatus.CONNECTED
+            and party.platform_id != sender_platform
+        ):
+            platform = snapshot.platforms[party.platform_id]
+            endpoint = platform.endpoint(facts.id, InterfaceRole.RECEIVER)
+            if endpoint is not None:
+                out.append((party, platform, endpoint.url))
+    return out
+
+
+def data_owners(
+    snapshot: Snapshot, facts: ModuleFacts, requester_platform: str
+) -> list[tuple[Party, Platform, str]]:
+    """GET All: every CONNECTED party of the data owner role offering the SENDER interface,
+    in a stable order, not on the requester's own platform."""
+    out = []
+    for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
+        if (
+            party.role == facts.data_owner
+            and party.status == ConnectionStatus.CONNECTED
+            and party.platform_id != requester_platform
+        ):
+            platform = snapshot.platforms[party.platform_id]
+            endpoint = platform.endpoint(facts.id, InterfaceRole.SENDER)
+            if endpoint is not None:
+                out.append((party, platform, endpoint.url))
+    return out

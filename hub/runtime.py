@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from hub.broadcast import Broadcaster
 from hub.config import Settings
 from hub.forwarder import Forwarder
+from hub.index import RoutingIndex
 from hub.logs import get_logger
 from hub.registry import Registry
 from hub.relays import Relays
@@ -25,9 +29,12 @@ class Runtime:
         self.redis: aioredis.Redis = connect(settings.redis_url)
         self.registry = Registry(self.redis)
         self.relays = Relays(self.redis, settings.public_url)
+        self.index = RoutingIndex(self.redis)
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
+        self._broadcaster: Broadcaster | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._detached: set[asyncio.Task[None]] = set()
 
     @property
     def versions_url(self) -> str:
@@ -44,6 +51,11 @@ class Runtime:
         return self._forwarder
 
     @property
+    def broadcaster(self) -> Broadcaster:
+        assert self._broadcaster is not None, "runtime not started"
+        return self._broadcaster
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         assert self.http is not None, "runtime not started"
         return self.http
@@ -58,17 +70,33 @@ class Runtime:
             skip_auto_headers=("User-Agent", "Content-Type"),
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
+        self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
         await asyncio.wait_for(ready.wait(), 10)
+        self.spawn(self._broadcaster.run())
 
-    def spawn(self, coro: object) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A background loop that lives as long as the process."""
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    def detach(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Work the answer need not wait for (index learning); errors are logged."""
+        task = asyncio.ensure_future(coro)
+        self._detached.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background work failed", error=str(task.exception()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        if self._broadcaster is not None:
+            await self._broadcaster.stop()
+        for task in [*self._tasks, *self._detached]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._detached]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()

@@ -18,8 +18,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.support import token_header
+from tests.support import RunningHub, token_header
 
+FUNCTIONAL = (
+    "cdrs", "chargingprofiles", "commands", "locations", "sessions",
+    "tariffs", "tokens", "bookings", "payments",
+)  # fmt: skip
+ALL_MODULES = (
+    *((m, r) for m in FUNCTIONAL for r in ("SENDER", "RECEIVER")),
+    ("hubclientinfo", "RECEIVER"),
+)
 DEFAULT_MODULES = (
     ("locations", "SENDER"),
     ("locations", "RECEIVER"),
@@ -58,7 +66,7 @@ def ocpi(data: Any = None, status_code: int = 1000, http_status: int = 200, **he
     return web.json_response(envelope(data, status_code), status=http_status, headers=headers)
 
 
-@dataclass
+@dataclass(eq=False)
 class FakePlatform:
     name: str
     parties: list[tuple[str, str, str]]  # (country_code, party_id, role)
@@ -236,3 +244,23 @@ class FakePlatform:
             else:
                 self.inbound_tokens.discard(token_b)
             return {"http_status": response.status, **answer}
+
+
+async def register(hub: RunningHub, http: aiohttp.ClientSession, platform: FakePlatform) -> str:
+    """Onboard ``platform`` with the hub as credentials Receiver; returns its platform id."""
+    created = await hub.create_platform(http, platform.name)
+    answer = await platform.register(http, hub.versions_url, created["token_a"])
+    assert answer["status_code"] == 1000, answer
+    return created["id"]
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for something the hub does in the background; bounded in time."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

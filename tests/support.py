@@ -22,16 +22,12 @@ def token_header(token: str, raw: bool = False) -> dict[str, str]:
     return {"Authorization": f"Token {value}"}
 
 
-class RunningHub:
-    def __init__(self, settings: Settings, server: uvicorn.Server, task: asyncio.Task[Any]):
-        self.settings = settings
-        self.server = server
-        self.task = task
-        self.app = server.config.app
+class HubClient:
+    """What a test needs to talk to a hub over HTTP, wherever that hub runs."""
 
-    @property
-    def url(self) -> str:
-        return self.settings.public_url
+    def __init__(self, url: str, admin_token: str) -> None:
+        self.url = url
+        self.admin_token = admin_token
 
     @property
     def versions_url(self) -> str:
@@ -42,11 +38,7 @@ class RunningHub:
 
     @property
     def admin(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.admin_token}"}
-
-    @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     async def create_platform(self, http: aiohttp.ClientSession, name: str) -> dict[str, Any]:
         async with http.post(
@@ -54,6 +46,21 @@ class RunningHub:
         ) as response:
             assert response.status == 201, await response.text()
             return await response.json()
+
+
+class RunningHub(HubClient):
+    """A hub served in the test's own process (uvicorn on loopback)."""
+
+    def __init__(self, settings: Settings, server: uvicorn.Server, task: asyncio.Task[Any]):
+        super().__init__(settings.public_url, settings.admin_token)
+        self.settings = settings
+        self.server = server
+        self.task = task
+        self.app = server.config.app
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
 
     async def stop(self) -> None:
         self.server.should_exit = True

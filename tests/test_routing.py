@@ -18,15 +18,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub.ocpi.models import FUNCTIONAL_MODULES
 from tests.conftest import HubFactory
-from tests.fakes import FakePlatform, Received, ocpi
+from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register
 from tests.support import RunningHub, token_header
 
-ALL_MODULES = (
-    *((m, r) for m in FUNCTIONAL_MODULES for r in ("SENDER", "RECEIVER")),
-    ("hubclientinfo", "RECEIVER"),
-)
 CPO, EMSP, PTP = ("NL", "CPA"), ("DE", "MSA"), ("NL", "PTP")
 
 
@@ -71,12 +66,6 @@ class Roaming:
         async with self.http.request(method, target, json=body, headers=headers) as response:
             response.request_headers = headers  # type: ignore[attr-defined]
             return response, await response.json()
-
-
-async def register(hub: RunningHub, http: aiohttp.ClientSession, platform: FakePlatform) -> None:
-    created = await hub.create_platform(http, platform.name)
-    answer = await platform.register(http, hub.versions_url, created["token_a"])
-    assert answer["status_code"] == 1000, answer
 
 
 @pytest.fixture

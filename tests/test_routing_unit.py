@@ -10,7 +10,18 @@ from hub.modules import MODULES, module_facts
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import BusinessDetails, CredentialsRole, Endpoint, InterfaceRole, Role
 from hub.registry import Platform, PlatformState, Snapshot
-from hub.routing import check_sender, join_url, parse_addressing, route_direct
+from hub.routing import (
+    Addressing,
+    Scenario,
+    broadcast_receivers,
+    check_sender,
+    classify,
+    data_owners,
+    join_url,
+    opposite_roles,
+    parse_addressing,
+    route_direct,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 S, R = InterfaceRole.SENDER, InterfaceRole.RECEIVER
@@ -149,3 +160,65 @@ def test_module_table() -> None:
     assert MODULES["payments"].allows(S, "PATCH")
     custom = module_facts("nltnm-tokens")
     assert custom.custom and custom.allows(S, "DELETE")
+
+
+HUB = ("NL", "HUB")
+
+
+def addressed(to: tuple[str, str] | None) -> Addressing:
+    return Addressing("DE", "MSA", *(to or (None, None)))
+
+
+@pytest.mark.parametrize(
+    ("to", "method", "interface", "expected"),
+    [
+        (("NL", "CPA"), "GET", S, Scenario.DIRECT),
+        (("NL", "CPA"), "PUT", R, Scenario.DIRECT),
+        (HUB, "PUT", R, Scenario.BROADCAST),
+        (HUB, "PATCH", R, Scenario.BROADCAST),
+        (HUB, "POST", R, Scenario.BROADCAST),
+        (HUB, "DELETE", R, Scenario.BROADCAST),
+        (HUB, "GET", S, Scenario.GET_ALL),
+        (None, "GET", S, Scenario.OPEN),
+        (None, "PUT", R, Scenario.OPEN),
+    ],
+)
+def test_classify(to, method, interface, expected) -> None:
+    """transport_and_format, "Overview of required/optional routing headers"."""
+    assert classify(addressed(to), method, interface, HUB) is expected
+
+
+@pytest.mark.parametrize(("method", "interface"), [("GET", R), ("POST", S), ("PUT", S)])
+def test_other_requests_to_the_hub_are_refused(method: str, interface: InterfaceRole) -> None:
+    """GET is never broadcast; a write on a SENDER interface is no broadcast either."""
+    with pytest.raises(OcpiError) as error:
+        classify(addressed(HUB), method, interface, HUB)
+    assert error.value.status_code == 2001 and "omit the OCPI-to headers" in error.value.message
+
+
+def test_broadcast_receivers_by_opposite_role() -> None:
+    cpo = platform("cpo", [("NL", "CPA", Role.CPO)], [("locations", R), ("tokens", R)])
+    cpo2 = platform("cpo2", [("NL", "CPB", Role.CPO)], [("locations", R), ("tokens", R)])
+    emsp = platform(
+        "emsp", [("DE", "MSA", Role.EMSP), ("DE", "MSX", Role.EMSP)], [("locations", R)]
+    )
+    other = platform("other", [("BE", "OTH", Role.OTHER)], [("locations", R)])
+    bare = platform("bare", [("BE", "NOP", Role.NSP)], [("tariffs", R)])
+    snap = snapshot(cpo, cpo2, emsp, other, bare)
+    from_cpo = broadcast_receivers(snap, MODULES["locations"], "cpo", Role.CPO)
+    assert [(p.party_id, url.split("/")[3]) for p, _, url in from_cpo] == [
+        ("OTH", "other"),
+        ("MSA", "emsp"),
+        ("MSX", "emsp"),
+    ]
+    from_emsp = broadcast_receivers(snap, MODULES["tokens"], "emsp", Role.EMSP)
+    assert [p.party_id for p, _, _ in from_emsp] == ["CPA", "CPB"]
+    assert opposite_roles(Role.OTHER) == {Role.CPO}
+
+
+def test_get_all_sources_are_connected_data_owners() -> None:
+    cpo = platform("cpo", [("NL", "CPA", Role.CPO)], [("locations", S)])
+    gone = platform("gone", [("NL", "CPG", Role.CPO)], [("locations", S)], PlatformState.SUSPENDED)
+    emsp = platform("emsp", [("DE", "MSA", Role.EMSP)], [("locations", S)])
+    owners = data_owners(snapshot(cpo, gone, emsp), MODULES["locations"], "emsp")
+    assert [p.party_id for p, _, _ in owners] == ["CPA"]

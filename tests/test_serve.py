@@ -30,14 +30,14 @@ class HubProcess:
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"hub-{self.port}.log"
+        inherited = {k: v for k, v in os.environ.items() if k != "HUB_REDIS_URL"}
         self.env = {
-            **os.environ,
+            **inherited,
             "HUB_DATA_DIR": str(data_dir),
             "HUB_PORT": str(self.port),
             "HUB_LOG_FORMAT": "json",
             **env,
         }
-        self.env.pop("HUB_REDIS_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> HubProcess:

@@ -1,0 +1,311 @@
+"""Broadcast Push (transport_and_format, "Broadcast Push"): one push to the hub, delivered
+to every connected party of the opposite role.
+
+The hub answers the sender first, then delivers in the background through a Redis Stream
+with a consumer group: a process that dies after answering leaves its entry pending, and
+another process claims it once it has been idle for BROADCAST_CLAIM_IDLE seconds and delivers
+to the receivers not yet recorded. Parties offline at delivery time are skipped (the spec says
+not to queue for them; they re-sync with GET). Every delivery leaves a record: status code,
+HTTP status, latency, error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import datetime
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from hub.config import Settings
+from hub.forwarder import Forwarder, routing_headers
+from hub.logs import get_logger
+from hub.modules import ModuleFacts, module_facts
+from hub.ocpi.envelope import OcpiError, now
+from hub.ocpi.models import Role
+from hub.ocpi.status import StatusCode
+from hub.registry import Party, Platform, Registry
+from hub.routing import broadcast_receivers, join_url
+from hub.store import PREFIX
+
+log = get_logger(__name__)
+
+QUEUE = PREFIX + "broadcast-queue"
+GROUP = "delivery"
+INDEX = PREFIX + "broadcasts"  # sorted set: broadcast id by acceptance time
+KEEP = 1000  # reports listed; older ones expire
+REPORT_TTL = 7 * 24 * 3600
+CONCURRENCY = 128  # deliveries in flight per broadcast (each platform's cap applies too)
+
+
+class Job(msgspec.Struct, frozen=True):
+    id: str
+    module: str
+    method: str
+    suffix: str
+    query: str
+    body: bytes
+    content_type: str | None
+    sender: tuple[str, str]
+    sender_role: Role
+    sender_platform: str
+    correlation_id: str
+    accepted: datetime
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    country_code: str
+    party_id: str
+    role: Role
+    platform_id: str
+    status_code: int | None
+    http_status: int | None
+    latency_ms: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == StatusCode.SUCCESS
+
+
+class Report(msgspec.Struct):
+    id: str
+    module: str
+    method: str
+    path: str
+    sender: str
+    accepted: datetime
+    receivers: int | None
+    finished: datetime | None
+    deliveries: list[Delivery]
+
+
+def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
+    """BROADCAST_MODULES entries: "module", or "module/resource" for one sub-resource
+    (bookings/booking_locations: /{country_code}/{party_id}/booking_locations/...)."""
+    parts = [p for p in suffix.split("/") if p]
+    for entry in settings.broadcast_modules:
+        module, _, resource = entry.partition("/")
+        if module.lower() != facts.id:
+            continue
+        if not resource or (len(parts) > 2 and parts[2] == resource):
+            return True
+    return False
+
+
+def _key(broadcast_id: str) -> str:
+    return f"{PREFIX}broadcast:{broadcast_id}"
+
+
+def _deliveries_key(broadcast_id: str) -> str:
+    return f"{PREFIX}broadcast:{broadcast_id}:deliveries"
+
+
+_job = msgspec.json.Decoder(Job)
+_delivery = msgspec.json.Decoder(Delivery)
+
+
+class _Probe(msgspec.Struct):
+    status_code: int
+
+
+_probe = msgspec.json.Decoder(_Probe)
+
+
+class Broadcaster:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        registry: Registry,
+        forwarder: Forwarder,
+        settings: Settings,
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.forwarder = forwarder
+        self.settings = settings
+        self.hub_party = (settings.country_code, settings.party_id)
+        self.consumer = uuid.uuid4().hex
+        self._running: set[asyncio.Task[None]] = set()
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    async def accept(self, job: Job, queue: bool = True) -> None:
+        """Record the broadcast and (unless delivered inline) queue it, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_key(job.id), "job", msgspec.json.encode(job))
+            pipe.expire(_key(job.id), REPORT_TTL)
+            pipe.zadd(INDEX, {job.id: job.accepted.timestamp()})
+            pipe.zremrangebyrank(INDEX, 0, -KEEP - 1)
+            if queue:
+                pipe.xadd(QUEUE, {"id": job.id})
+            await pipe.execute()
+        log.info("broadcast accepted", broadcast_id=job.id, module=job.module, method=job.method)
+
+    # -- delivering --------------------------------------------------------------------------
+
+    async def deliver(self, job: Job) -> list[Delivery]:
+        """Deliver to every receiver not delivered to yet; returns this run's deliveries."""
+        snapshot = await self.registry.snapshot()
+        targets = broadcast_receivers(
+            snapshot, module_facts(job.module), job.sender_platform, job.sender_role
+        )
+        done = {k.decode() for k in await self.redis.hkeys(_deliveries_key(job.id))}
+        await self.redis.hset(_key(job.id), "receivers", len(targets))
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(party: Party, platform: Platform, endpoint: str) -> Delivery:
+            async with slots:
+                delivery = await self._deliver_one(job, party, platform, endpoint)
+            await self.redis.hset(
+                _deliveries_key(job.id), _party_field(party), msgspec.json.encode(delivery)
+            )
+            return delivery
+
+        results = await asyncio.gather(
+            *(one(*t) for t in targets if _party_field(t[0]) not in done)
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_key(job.id), "finished", now().isoformat())
+            pipe.expire(_deliveries_key(job.id), REPORT_TTL)
+            await pipe.execute()
+        failed = sum(not d.ok for d in results)
+        log.info("broadcast delivered", broadcast_id=job.id, receivers=len(targets), failed=failed)
+        return list(results)
+
+    async def _deliver_one(
+        self, job: Job, party: Party, platform: Platform, endpoint: str
+    ) -> Delivery:
+        """Party to Party Broadcast Push: from = the hub, to = this receiver, a new
+        X-Request-ID each, the same X-Correlation-ID; the same method, path and body."""
+        incoming = {"Content-Type": job.content_type} if job.content_type else {}
+        out = self.forwarder.outgoing_headers(
+            incoming,
+            platform,
+            job.correlation_id,
+            routing_headers(self.hub_party, (party.country_code, party.party_id)),
+        )
+        url = join_url(endpoint, job.suffix, job.query)
+        began = time.perf_counter()
+        status_code = http_status = None
+        error = None
+        try:
+            upstream = await self.forwarder.call(platform, job.method, url, out, job.body)
+            try:
+                http_status = upstream.response.status
+                status_code = _probe.decode(await upstream.response.read()).status_code
+            except msgspec.DecodeError:
+                status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
+            finally:
+                upstream.release()
+        except OcpiError as exc:
+            status_code, error = exc.status_code, exc.message
+        except Exception as exc:  # a broken answer must not stop the other deliveries
+            status_code, error = StatusCode.HUB_ERROR, str(exc) or type(exc).__name__
+        return Delivery(
+            country_code=party.country_code,
+            party_id=party.party_id,
+            role=party.role,
+            platform_id=platform.id,
+            status_code=int(status_code) if status_code is not None else None,
+            http_status=http_status,
+            latency_ms=round((time.perf_counter() - began) * 1000, 2),
+            error=error,
+        )
+
+    # -- the work queue ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """This process's consumer: new entries first, then entries others left idle."""
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
+            await self.redis.xgroup_create(QUEUE, GROUP, id="0", mkstream=True)
+        idle_ms = int(self.settings.broadcast_claim_idle * 1000)
+        while True:
+            try:
+                entries = await self._claim_stale(idle_ms)
+                if not entries:
+                    answer = await self.redis.xreadgroup(
+                        GROUP, self.consumer, {QUEUE: ">"}, count=16, block=1000
+                    )
+                    entries = answer[0][1] if answer else []
+                for entry_id, fields in entries:
+                    task = asyncio.create_task(self._process(entry_id, fields))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broadcast queue unavailable", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def _claim_stale(self, idle_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        _next, claimed, *_ = await self.redis.xautoclaim(
+            QUEUE, GROUP, self.consumer, min_idle_time=idle_ms, start_id="0-0", count=16
+        )
+        return [(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    async def _process(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        heartbeat = asyncio.create_task(self._keep_claimed(entry_id))
+        try:
+            raw = await self.redis.hget(_key(fields[b"id"].decode()), "job")
+            if raw is not None:
+                await self.deliver(_job.decode(raw))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(QUEUE, GROUP, entry_id)
+                pipe.xdel(QUEUE, entry_id)
+                await pipe.execute()
+        except Exception:
+            log.exception("broadcast delivery failed; another process will retry it")
+        finally:
+            heartbeat.cancel()
+
+    async def _keep_claimed(self, entry_id: bytes) -> None:
+        """While delivering, keep the entry from looking idle to other processes."""
+        interval = self.settings.broadcast_claim_idle / 3
+        while True:
+            await asyncio.sleep(interval)
+            await self.redis.xclaim(QUEUE, GROUP, self.consumer, 0, [entry_id], justid=True)
+
+    async def stop(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- reports -----------------------------------------------------------------------------
+
+    async def report(self, broadcast_id: str) -> Report | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(_key(broadcast_id)).hvals(_deliveries_key(broadcast_id))
+            meta, deliveries = await pipe.execute()
+        if not meta:
+            return None
+        job = _job.decode(meta[b"job"])
+        finished = meta.get(b"finished")
+        receivers = meta.get(b"receivers")
+        return Report(
+            id=job.id,
+            module=job.module,
+            method=job.method,
+            path=job.suffix,
+            sender="/".join(job.sender),
+            accepted=job.accepted,
+            receivers=int(receivers) if receivers is not None else None,
+            finished=datetime.fromisoformat(finished.decode()) if finished else None,
+            deliveries=sorted(
+                (_delivery.decode(d) for d in deliveries),
+                key=lambda d: (d.country_code, d.party_id, d.role),
+            ),
+        )
+
+    async def recent(self, count: int = 100) -> list[str]:
+        return [i.decode() for i in await self.redis.zrevrange(INDEX, 0, count - 1)]
+
+
+def _party_field(party: Party) -> str:
+    return "/".join(party.key)

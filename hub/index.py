@@ -1,0 +1,117 @@
+"""What the hub has seen, for Open Routing Requests (no OCPI-to headers).
+
+The index is learned from the pushes the hub routes and broadcasts: location id -> owning CPO,
+tariff id -> CPO, token uid -> owning eMSP, session id -> (CPO, eMSP). An id pushed by two
+different owners is marked ambiguous rather than guessed. What to look up for a request is a
+pure function (``open_route_key``); the look-up itself is one Redis read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from hub.modules import ModuleFacts
+from hub.ocpi.models import InterfaceRole, ModuleID
+from hub.store import PREFIX
+
+AMBIGUOUS = "*"
+INDEXED = (ModuleID.LOCATIONS, ModuleID.TARIFFS, ModuleID.TOKENS, ModuleID.SESSIONS)
+
+
+def _parts(suffix: str) -> list[str]:
+    return [p for p in suffix.split("/") if p]
+
+
+def learned_from(
+    facts: ModuleFacts, interface: InterfaceRole, method: str, suffix: str
+) -> tuple[str, str, tuple[str, str]] | None:
+    """A push to a RECEIVER at /{country_code}/{party_id}/{id}: (module, id, owner)."""
+    if facts.id not in INDEXED or interface != InterfaceRole.RECEIVER:
+        return None
+    if method not in ("PUT", "PATCH"):
+        return None
+    parts = _parts(suffix)
+    if len(parts) < 3:
+        return None
+    return facts.id, parts[2], (parts[0].upper(), parts[1].upper())
+
+
+class Lookup(msgspec.Struct, frozen=True):
+    """Look ``id`` up in the index of ``module``; what the request is about, for messages."""
+
+    module: str
+    id: str
+    what: str
+
+
+def open_route_key(
+    facts: ModuleFacts, interface: InterfaceRole, method: str, suffix: str, body: Any
+) -> Lookup | tuple[str, str] | None:
+    """What decides the receiver of a request without to-headers: an index look-up, a
+    party named in the body, or nothing."""
+    parts = _parts(suffix)
+    module = facts.id
+    if module == ModuleID.LOCATIONS and interface == InterfaceRole.SENDER and parts:
+        return Lookup(ModuleID.LOCATIONS, parts[0], f"location {parts[0]}")
+    if module == ModuleID.TOKENS and interface == InterfaceRole.SENDER and len(parts) >= 2:
+        return Lookup(ModuleID.TOKENS, parts[0], f"token {parts[0]}")
+    if (
+        module == ModuleID.COMMANDS
+        and interface == InterfaceRole.RECEIVER
+        and isinstance(body, dict)
+    ):
+        if isinstance(body.get("location_id"), str):
+            return Lookup(
+                ModuleID.LOCATIONS, body["location_id"], f"location {body['location_id']}"
+            )
+        if isinstance(body.get("session_id"), str):
+            return Lookup(ModuleID.SESSIONS, body["session_id"], f"session {body['session_id']}")
+    if module == ModuleID.CHARGING_PROFILES and interface == InterfaceRole.RECEIVER and parts:
+        return Lookup(ModuleID.SESSIONS, parts[0], f"session {parts[0]}")
+    if module == ModuleID.SESSIONS:
+        if interface == InterfaceRole.SENDER and parts:
+            return Lookup(ModuleID.SESSIONS, parts[0], f"session {parts[0]}")
+        if interface == InterfaceRole.RECEIVER and len(parts) >= 3:
+            return Lookup(ModuleID.SESSIONS, parts[2], f"session {parts[2]}")
+    if module == ModuleID.CDRS and interface == InterfaceRole.RECEIVER and isinstance(body, dict):
+        token = body.get("cdr_token")
+        if isinstance(token, dict) and isinstance(token.get("party_id"), str):
+            return (str(token.get("country_code", "")).upper(), token["party_id"].upper())
+    return None
+
+
+class RoutingIndex:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def _key(module: str) -> str:
+        return f"{PREFIX}index:{module}"
+
+    async def learn(self, module: str, object_id: str, owner: tuple[str, str]) -> None:
+        value = ":".join(owner)
+        key = self._key(module)
+        if not await self.redis.hsetnx(key, object_id, value):
+            current = await self.redis.hget(key, object_id)
+            if current is not None and current.decode() not in (value, AMBIGUOUS):
+                await self.redis.hset(key, object_id, AMBIGUOUS)
+
+    async def learn_session(
+        self, session_id: str, cpo: tuple[str, str], emsp: tuple[str, str]
+    ) -> None:
+        await self.redis.hset(
+            self._key(ModuleID.SESSIONS), session_id, f"{':'.join(cpo)}|{':'.join(emsp)}"
+        )
+
+    async def owners(self, lookup: Lookup) -> list[tuple[str, str]] | None:
+        """The parties an id belongs to; None when unknown, [] when ambiguous."""
+        raw = await self.redis.hget(self._key(lookup.module), lookup.id)
+        if raw is None:
+            return None
+        value = raw.decode()
+        if value == AMBIGUOUS:
+            return []
+        return [tuple(p.split(":", 1)) for p in value.split("|")]  # type: ignore[misc]

@@ -1,0 +1,336 @@
+"""Broadcast Push (transport_and_format, "Broadcast Push" and "Party to Party Broadcast Push")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import HubFactory
+from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
+from tests.support import HubClient, RunningHub
+
+HUB = ("NL", "HUB")
+
+
+@dataclass
+class Network:
+    hub: HubClient
+    http: aiohttp.ClientSession
+    cpo_a: FakePlatform
+    cpo_b: FakePlatform
+    emsp_a: FakePlatform
+    emsp_b: FakePlatform
+    nsp: FakePlatform
+    ids: dict[str, str]
+
+    @property
+    def everyone(self) -> list[FakePlatform]:
+        return [self.cpo_a, self.cpo_b, self.emsp_a, self.emsp_b, self.nsp]
+
+    async def push(
+        self,
+        sender: FakePlatform,
+        method: str,
+        module: str,
+        suffix: str,
+        body: Any = None,
+        to: tuple[str, str] | None = HUB,
+        interface: str = "receiver",
+    ) -> tuple[aiohttp.ClientResponse, dict[str, Any]]:
+        country_code, party_id, _ = sender.parties[0]
+        headers = {
+            **sender.hub_headers(),
+            "OCPI-from-country-code": country_code,
+            "OCPI-from-party-id": party_id,
+            "X-Correlation-ID": "corr-" + uuid.uuid4().hex,
+        }
+        if to is not None:
+            headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+        url = f"{self.hub.url}/ocpi/2.3.0/{module}/{interface}{suffix}"
+        async with self.http.request(method, url, json=body, headers=headers) as response:
+            response.correlation_id = headers["X-Correlation-ID"]  # type: ignore[attr-defined]
+            return response, await response.json()
+
+
+@contextlib.asynccontextmanager
+async def network_of(hub: HubClient, http: aiohttp.ClientSession) -> AsyncIterator[Network]:
+    async with (
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo_a,
+        FakePlatform("CPO B", [("NL", "CPB", "CPO")], ALL_MODULES) as cpo_b,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp_a,
+        FakePlatform("MSP B", [("DE", "MSB", "EMSP")], ALL_MODULES) as emsp_b,
+        FakePlatform("Nav", [("BE", "NAV", "NSP")], ALL_MODULES) as nsp,
+    ):
+        ids = {}
+        for platform in (cpo_a, cpo_b, emsp_a, emsp_b, nsp):
+            ids[platform.name] = await register(hub, http, platform)
+            platform.received.clear()
+        yield Network(hub, http, cpo_a, cpo_b, emsp_a, emsp_b, nsp, ids)
+
+
+@pytest.fixture
+async def network(hub: RunningHub, http: aiohttp.ClientSession) -> AsyncIterator[Network]:
+    async with network_of(hub, http) as value:
+        yield value
+
+
+LOCATION = {
+    "id": "LOC1",
+    "country_code": "NL",
+    "party_id": "CPA",
+    "last_updated": "2020-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_location_push_reaches_every_non_cpo(network: Network, method: str) -> None:
+    """From a CPO to every eMSP and NSP (not the other CPO, not back to the sender), with
+    from = the hub and to = each receiver; the URL keeps the owner's country_code/party_id."""
+    response, body = await network.push(
+        network.cpo_a, method, "locations", "/NL/CPA/LOC1", LOCATION
+    )
+    assert body["status_code"] == 1000 and "broadcast" in body["status_message"]
+    assert (
+        response.headers["OCPI-from-country-code"],
+        response.headers["OCPI-from-party-id"],
+    ) == HUB
+    assert (response.headers["OCPI-to-country-code"], response.headers["OCPI-to-party-id"]) == (
+        "NL",
+        "CPA",
+    )
+
+    receivers = {
+        network.emsp_a: ("DE", "MSA"),
+        network.emsp_b: ("DE", "MSB"),
+        network.nsp: ("BE", "NAV"),
+    }
+    await until(lambda: all(p.calls() for p in receivers))
+    request_ids = set()
+    for platform, party in receivers.items():
+        (got,) = platform.calls()
+        assert got.method == method
+        assert got.path == "/ocpi/2.3.0/locations/receiver/NL/CPA/LOC1"
+        assert got.json() == LOCATION
+        assert (got.headers["ocpi-from-country-code"], got.headers["ocpi-from-party-id"]) == HUB
+        assert (got.headers["ocpi-to-country-code"], got.headers["ocpi-to-party-id"]) == party
+        assert got.headers["x-correlation-id"] == response.correlation_id  # type: ignore[attr-defined]
+        assert got.token in platform.inbound_tokens
+        request_ids.add(got.headers["x-request-id"])
+    assert len(request_ids) == 3, "a new X-Request-ID for each receiver"
+    await asyncio.sleep(0.2)
+    assert network.cpo_a.calls() == [] and network.cpo_b.calls() == []
+
+
+async def test_token_push_reaches_cpos_only(network: Network) -> None:
+    token = {
+        "uid": "UID1",
+        "country_code": "DE",
+        "party_id": "MSA",
+        "last_updated": "2020-01-01T00:00:00Z",
+    }
+    _, body = await network.push(network.emsp_a, "PUT", "tokens", "/DE/MSA/UID1", token)
+    assert body["status_code"] == 1000
+    await until(lambda: network.cpo_a.calls() and network.cpo_b.calls())
+    await asyncio.sleep(0.2)
+    assert [c.path for c in network.cpo_a.calls()] == ["/ocpi/2.3.0/tokens/receiver/DE/MSA/UID1"]
+    assert (
+        network.emsp_b.calls() == [] and network.nsp.calls() == [] and network.emsp_a.calls() == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "method", "suffix"),
+    [("sessions", "PUT", "/NL/CPA/S1"), ("cdrs", "POST", ""), ("bookings", "PUT", "/NL/CPA/B1")],
+)
+async def test_objects_of_one_party_are_not_broadcast(
+    network: Network, module: str, method: str, suffix: str
+) -> None:
+    _, body = await network.push(network.cpo_a, method, module, suffix, {"id": "X"})
+    assert body["status_code"] == 2001
+    assert "not broadcast" in body["status_message"]
+    await asyncio.sleep(0.1)
+    assert all(p.calls() == [] for p in network.everyone)
+
+
+async def test_booking_locations_are_broadcast(network: Network) -> None:
+    _, body = await network.push(
+        network.cpo_a, "PUT", "bookings", "/NL/CPA/booking_locations/BL1", {"id": "BL1"}
+    )
+    assert body["status_code"] == 1000
+    await until(lambda: network.emsp_a.calls() and network.emsp_b.calls())
+
+
+async def test_get_addressed_to_the_hub_on_a_receiver_interface_is_refused(
+    network: Network,
+) -> None:
+    """GET SHALL NOT be used in combination with Broadcast Push."""
+    _, body = await network.push(network.cpo_a, "GET", "locations", "/NL/CPA/LOC1")
+    assert body["status_code"] == 2001 and "omit the OCPI-to headers" in body["status_message"]
+
+
+async def test_push_from_other_reaches_cpos_only(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """'Other' receives a CPO's broadcasts, but its own go to CPOs only."""
+    async with (
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+        FakePlatform("Other", [("BE", "OTH", "OTHER")], ALL_MODULES) as other,
+    ):
+        for platform in (cpo, emsp, other):
+            await register(hub, http, platform)
+            platform.received.clear()
+        network = Network(hub, http, cpo, cpo, emsp, emsp, other, {})
+        await network.push(other, "PUT", "tokens", "/BE/OTH/UID1", {"uid": "UID1"})
+        await until(lambda: bool(cpo.calls()))
+        await network.push(cpo, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
+        await until(lambda: bool(other.calls()) and bool(emsp.calls()))
+        await asyncio.sleep(0.2)
+        assert [c.path for c in emsp.calls()] == ["/ocpi/2.3.0/locations/receiver/NL/CPA/LOC1"]
+
+
+async def test_suspended_parties_are_skipped(network: Network) -> None:
+    async with network.http.delete(
+        f"{network.hub.url}/admin/platforms/{network.ids['MSP B']}", headers=network.hub.admin
+    ):
+        pass
+    _, body = await network.push(network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
+    broadcast_id = body["status_message"].split()[1]
+    await until(lambda: bool(network.emsp_a.calls()) and bool(network.nsp.calls()))
+    report = await _report(network, broadcast_id)
+    assert {(d["country_code"], d["party_id"]) for d in report["deliveries"]} == {
+        ("DE", "MSA"),
+        ("BE", "NAV"),
+    }
+    assert network.emsp_b.calls() == []
+
+
+async def _report(network: Network, broadcast_id: str) -> dict[str, Any]:
+    url = f"{network.hub.url}/admin/broadcasts/{broadcast_id}"
+    for _ in range(250):
+        async with network.http.get(url, headers=network.hub.admin) as response:
+            report = await response.json()
+        if report.get("finished"):
+            return report
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"broadcast not finished: {report}")
+
+
+async def test_delivery_report_per_receiver(network: Network) -> None:
+    async def refuse(received: Received, request: web.Request) -> web.StreamResponse:
+        return ocpi(None, 2001, 400)
+
+    network.nsp.handler = refuse
+    await network.nsp.stop()
+    _, body = await network.push(network.cpo_a, "PATCH", "locations", "/NL/CPA/LOC1", LOCATION)
+    broadcast_id = body["status_message"].split()[1]
+    report = await _report(network, broadcast_id)
+    assert (
+        report["receivers"] == 3 and report["module"] == "locations" and report["method"] == "PATCH"
+    )
+    outcomes = {d["party_id"]: d for d in report["deliveries"]}
+    assert outcomes["MSA"]["status_code"] == 1000 and outcomes["MSA"]["http_status"] == 200
+    assert outcomes["MSA"]["latency_ms"] >= 0 and outcomes["MSA"]["error"] is None
+    assert outcomes["NAV"]["status_code"] == 4003 and outcomes["NAV"]["error"]
+    async with network.http.get(
+        f"{network.hub.url}/admin/broadcasts", headers=network.hub.admin
+    ) as r:
+        listed = await r.json()
+    assert (
+        listed[0]["id"] == broadcast_id and listed[0]["delivered"] == 2 and listed[0]["failed"] == 1
+    )
+    async with network.http.get(
+        f"{network.hub.url}/admin/broadcasts/nope", headers=network.hub.admin
+    ) as r:
+        assert r.status == 404
+
+
+async def test_wait_mode_answers_with_first_failure(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    async with hub_factory(broadcast_wait=True) as hub, network_of(hub, http) as network:
+
+        async def refuse(received: Received, request: web.Request) -> web.StreamResponse:
+            return ocpi(None, 2001)
+
+        _, body = await network.push(network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
+        assert body["status_code"] == 1000 and "delivered to 3" in body["status_message"]
+        network.emsp_b.handler = refuse
+        _, body = await network.push(network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
+        assert body["status_code"] == 2001 and "DE/MSB" in body["status_message"]
+
+
+async def test_fifty_receivers_fifty_outcomes(hub: RunningHub, http: aiohttp.ClientSession) -> None:
+    parties = [("DE", f"M{i:02d}", "EMSP") for i in range(50)]
+    async with (
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("Many MSPs", parties, ALL_MODULES) as many,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, many)
+        many.received.clear()
+        network = Network(hub, http, cpo, cpo, many, many, many, {})
+        _, body = await network.push(cpo, "PATCH", "locations", "/NL/CPA/LOC1", LOCATION)
+        report = await _report(network, body["status_message"].split()[1])
+        assert report["receivers"] == 50 and len(report["deliveries"]) == 50
+        assert all(d["status_code"] == 1000 for d in report["deliveries"])
+        assert sorted(c.headers["ocpi-to-party-id"] for c in many.calls()) == [
+            p for _, p, _ in parties
+        ]
+
+
+async def test_broadcast_survives_the_process_that_accepted_it(
+    hub_factory: HubFactory, http: aiohttp.ClientSession, redis_url: str, tmp_path: Any
+) -> None:
+    """A hub process killed while delivering: another process claims the pending broadcast
+    and delivers it (durable Redis Stream with a consumer group)."""
+    from tests.test_serve import HubProcess
+
+    doomed = HubProcess(
+        tmp_path / "doomed",
+        HUB_REDIS_URL=redis_url,
+        HUB_ADMIN_TOKEN="x" * 40,
+        HUB_BROADCAST_CLAIM_IDLE="1",
+    )
+    await asyncio.to_thread(doomed.start)
+    killed = False
+    try:
+        async with network_of(HubClient(doomed.url, "x" * 40), http) as network:
+            release = asyncio.Event()
+
+            async def slow(received: Received, request: web.Request) -> web.StreamResponse:
+                await release.wait()
+                return ocpi(None)
+
+            for platform in (network.emsp_a, network.emsp_b, network.nsp):
+                platform.handler = slow
+            _, body = await network.push(
+                network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION
+            )
+            assert body["status_code"] == 1000
+            broadcast_id = body["status_message"].split()[1]
+            await until(lambda: bool(network.emsp_a.calls()) and bool(network.emsp_b.calls()))
+            await asyncio.to_thread(doomed.stop, 9)  # SIGKILL: no chance to finish
+            killed = True
+            for platform in network.everyone:
+                platform.received.clear()
+            release.set()
+
+            async with hub_factory(broadcast_claim_idle=1.0) as survivor:
+                network.hub = survivor
+                report = await _report(network, broadcast_id)
+            assert {d["party_id"] for d in report["deliveries"]} == {"MSA", "MSB", "NAV"}
+            assert all(d["status_code"] == 1000 for d in report["deliveries"])
+            assert all(p.calls() for p in (network.emsp_a, network.emsp_b, network.nsp))
+            assert network.cpo_b.calls() == []
+    finally:
+        if not killed:
+            await asyncio.to_thread(doomed.stop)

@@ -1,0 +1,158 @@
+"""GET All via the hub (transport_and_format, "GET All via Hubs") and pagination."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register
+from tests.support import RunningHub
+
+
+def locations_of(party_id: str, count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{party_id}-{i}", "country_code": "NL", "party_id": party_id,
+         "last_updated": f"2020-01-0{i + 1}T00:00:00Z", "x-extra": {"n": 1.50}}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def paginated(platform: FakePlatform, objects: list[dict[str, Any]], page_size: int = 1000):
+    """A Sender list with offset/limit, X-Total-Count, X-Limit and a next Link."""
+
+    async def handler(received: Received, request: web.Request) -> web.StreamResponse:
+        offset = int(received.query.get("offset", 0))
+        limit = min(int(received.query.get("limit", page_size)), page_size)
+        page = objects[offset : offset + limit]
+        headers = {"X-Total-Count": str(len(objects)), "X-Limit": str(page_size)}
+        if offset + limit < len(objects):
+            url = f"{platform.url}{received.path}?offset={offset + limit}&limit={limit}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        return ocpi(page, **headers)
+
+    return handler
+
+
+@pytest.fixture
+async def cpos(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> AsyncIterator[tuple[FakePlatform, ...]]:
+    async with (
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo_a,
+        FakePlatform("CPO B", [("NL", "CPB", "CPO")], ALL_MODULES) as cpo_b,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+        FakePlatform("MSP B", [("DE", "MSB", "EMSP")], ALL_MODULES) as other_emsp,
+    ):
+        for platform in (cpo_a, cpo_b, emsp, other_emsp):
+            await register(hub, http, platform)
+            platform.received.clear()
+        cpo_a.handler = paginated(cpo_a, locations_of("CPA", 3))
+        cpo_b.handler = paginated(cpo_b, locations_of("CPB", 4), page_size=3)
+        yield cpo_a, cpo_b, emsp, other_emsp
+
+
+def headers_of(platform: FakePlatform, party: tuple[str, str]) -> dict[str, str]:
+    return {
+        **platform.hub_headers(),
+        "OCPI-from-country-code": party[0],
+        "OCPI-from-party-id": party[1],
+        "OCPI-to-country-code": "NL",
+        "OCPI-to-party-id": "HUB",
+    }
+
+
+async def test_walk_merges_all_cpos_with_totals_and_links(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    """2 CPOs with 3 and 4 locations walked with limit=2: 7 distinct objects, unchanged."""
+    cpo_a, cpo_b, emsp, _ = cpos
+    headers = headers_of(emsp, ("DE", "MSA"))
+    url: str | None = (
+        f"{hub.endpoint('locations', 'SENDER')}?limit=2&date_from=2020-01-01T00:00:00Z"
+    )
+    seen: list[dict[str, Any]] = []
+    pages = 0
+    while url is not None and pages < 10:
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200
+            body = await response.json()
+            assert body["status_code"] == 1000
+            assert response.headers["X-Total-Count"] == "7"
+            assert response.headers["X-Limit"] == "2"
+            assert (
+                response.headers["OCPI-from-country-code"],
+                response.headers["OCPI-from-party-id"],
+            ) == ("NL", "HUB")
+            assert (
+                response.headers["OCPI-to-country-code"],
+                response.headers["OCPI-to-party-id"],
+            ) == ("DE", "MSA")
+            link = response.headers.get("Link")
+        assert len(body["data"]) <= 2
+        seen += body["data"]
+        pages += 1
+        url = link[1 : link.index(">")] if link else None
+        if url:
+            assert url.startswith(hub.url) and "date_from=" in url
+    assert pages == 4
+    assert seen == locations_of("CPA", 3) + locations_of(
+        "CPB", 4
+    )  # objects as their owners sent them
+    for cpo, party in ((cpo_a, "CPA"), (cpo_b, "CPB")):
+        asked = cpo.calls()
+        assert asked, party
+        assert all(c.query.get("date_from") == "2020-01-01T00:00:00Z" for c in asked)
+        assert all(
+            (c.headers["ocpi-from-party-id"], c.headers["ocpi-to-party-id"]) == ("MSA", party)
+            for c in asked
+        )
+    assert emsp.calls() == []
+
+
+async def test_page_beyond_the_end_is_empty(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    emsp = cpos[2]
+    url = f"{hub.endpoint('locations', 'SENDER')}?offset=10&limit=5"
+    async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
+        body = await response.json()
+        assert body["data"] == [] and response.headers["X-Total-Count"] == "7"
+        assert "Link" not in response.headers
+
+
+async def test_failing_party_is_skipped_and_named(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    _, cpo_b, emsp, _ = cpos
+    await cpo_b.stop()
+    url = f"{hub.endpoint('locations', 'SENDER')}?limit=10"
+    async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
+        body = await response.json()
+    assert [o["id"] for o in body["data"]] == ["CPA-0", "CPA-1", "CPA-2"]
+    assert body["status_code"] == 1000 and "NL/CPB" in body["status_message"]
+    assert response.headers["X-Total-Count"] == "3"
+
+
+async def test_walk_belongs_to_its_requester(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    _, _, emsp, other = cpos
+    async with http.get(
+        f"{hub.endpoint('locations', 'SENDER')}?limit=2", headers=headers_of(emsp, ("DE", "MSA"))
+    ) as response:
+        link = response.headers["Link"]
+    async with http.get(link[1 : link.index(">")], headers=headers_of(other, ("DE", "MSB"))) as r:
+        assert r.status == 404
+
+
+async def test_bad_paging_parameters(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    url = f"{hub.endpoint('locations', 'SENDER')}?offset=-1"
+    async with http.get(url, headers=headers_of(cpos[2], ("DE", "MSA"))) as response:
+        body = await response.json()
+    assert body["status_code"] == 2001 and "offset" in body["status_message"]
