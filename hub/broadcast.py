@@ -12,14 +12,11 @@ HTTP status, latency, error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from datetime import datetime
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from hub.config import Settings
 from hub.forwarder import Forwarder, routing_headers
@@ -31,6 +28,7 @@ from hub.ocpi.status import StatusCode
 from hub.registry import Party, Platform, Registry
 from hub.routing import broadcast_receivers, join_url
 from hub.store import PREFIX
+from hub.workqueue import Fields, WorkQueue
 
 log = get_logger(__name__)
 
@@ -129,8 +127,7 @@ class Broadcaster:
         self.forwarder = forwarder
         self.settings = settings
         self.hub_party = (settings.country_code, settings.party_id)
-        self.consumer = uuid.uuid4().hex
-        self._running: set[asyncio.Task[None]] = set()
+        self.queue = WorkQueue(redis, QUEUE, GROUP, self._handle, settings.broadcast_claim_idle)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -219,63 +216,10 @@ class Broadcaster:
 
     # -- the work queue ----------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """This process's consumer: new entries first, then entries others left idle."""
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
-            await self.redis.xgroup_create(QUEUE, GROUP, id="0", mkstream=True)
-        idle_ms = int(self.settings.broadcast_claim_idle * 1000)
-        while True:
-            try:
-                entries = await self._claim_stale(idle_ms)
-                if not entries:
-                    answer = await self.redis.xreadgroup(
-                        GROUP, self.consumer, {QUEUE: ">"}, count=16, block=1000
-                    )
-                    entries = answer[0][1] if answer else []
-                for entry_id, fields in entries:
-                    task = asyncio.create_task(self._process(entry_id, fields))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("broadcast queue unavailable", error=str(exc))
-                await asyncio.sleep(1)
-
-    async def _claim_stale(self, idle_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        _next, claimed, *_ = await self.redis.xautoclaim(
-            QUEUE, GROUP, self.consumer, min_idle_time=idle_ms, start_id="0-0", count=16
-        )
-        return [(entry_id, fields) for entry_id, fields in claimed if fields]
-
-    async def _process(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        heartbeat = asyncio.create_task(self._keep_claimed(entry_id))
-        try:
-            raw = await self.redis.hget(_key(fields[b"id"].decode()), "job")
-            if raw is not None:
-                await self.deliver(_job.decode(raw))
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xack(QUEUE, GROUP, entry_id)
-                pipe.xdel(QUEUE, entry_id)
-                await pipe.execute()
-        except Exception:
-            log.exception("broadcast delivery failed; another process will retry it")
-        finally:
-            heartbeat.cancel()
-
-    async def _keep_claimed(self, entry_id: bytes) -> None:
-        """While delivering, keep the entry from looking idle to other processes."""
-        interval = self.settings.broadcast_claim_idle / 3
-        while True:
-            await asyncio.sleep(interval)
-            await self.redis.xclaim(QUEUE, GROUP, self.consumer, 0, [entry_id], justid=True)
-
-    async def stop(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _handle(self, fields: Fields) -> None:
+        raw = await self.redis.hget(_key(fields[b"id"].decode()), "job")
+        if raw is not None:  # an expired report: nothing left to deliver
+            await self.deliver(_job.decode(raw))
 
     # -- reports -----------------------------------------------------------------------------
 

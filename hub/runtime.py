@@ -74,7 +74,7 @@ class Runtime:
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
         await asyncio.wait_for(ready.wait(), 10)
-        self.spawn(self._broadcaster.run())
+        self.spawn(self._broadcaster.queue.run())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A background loop that lives as long as the process."""
@@ -93,7 +93,7 @@ class Runtime:
 
     async def stop(self) -> None:
         if self._broadcaster is not None:
-            await self._broadcaster.stop()
+            await self._broadcaster.queue.stop()
         for task in [*self._tasks, *self._detached]:
             task.cancel()
         for task in [*self._tasks, *self._detached]:

@@ -1,0 +1,98 @@
+"""Background work that must run once across every hub process, and survive one dying.
+
+Entries go into a Redis Stream; every process consumes it in one consumer group, so each
+entry goes to one process. An entry stays pending until its handler finishes; while a handler
+runs, its process keeps the entry claimed, and an entry left idle (its process died) for
+``claim_idle`` seconds is claimed and handled by another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from hub.logs import get_logger
+
+log = get_logger(__name__)
+
+Fields = dict[bytes, bytes]
+Handler = Callable[[Fields], Awaitable[None]]
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        stream: str,
+        group: str,
+        handle: Handler,
+        claim_idle: float,
+        batch: int = 16,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.handle = handle
+        self.claim_idle = claim_idle
+        self.batch = batch
+        self.consumer = uuid.uuid4().hex
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Consume until cancelled: entries other processes left idle first, then new ones."""
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: another process made it
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        idle_ms = int(self.claim_idle * 1000)
+        while True:
+            try:
+                _next, claimed, *_ = await self.redis.xautoclaim(
+                    self.stream, self.group, self.consumer, idle_ms, "0-0", count=self.batch
+                )
+                entries = [(entry_id, fields) for entry_id, fields in claimed if fields]
+                if not entries:
+                    answer = await self.redis.xreadgroup(
+                        self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=500
+                    )
+                    entries = answer[0][1] if answer else []
+                for entry_id, fields in entries:
+                    task = asyncio.create_task(self._process(entry_id, fields))
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("work queue unavailable", stream=self.stream, error=str(exc))
+                await asyncio.sleep(1)
+
+    async def _process(self, entry_id: bytes, fields: Fields) -> None:
+        heartbeat = asyncio.create_task(self._keep_claimed(entry_id))
+        try:
+            await self.handle(fields)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.stream, self.group, entry_id)
+                pipe.xdel(self.stream, entry_id)
+                await pipe.execute()
+        except Exception:
+            log.exception("work failed; another process will retry it", stream=self.stream)
+        finally:
+            heartbeat.cancel()
+
+    async def _keep_claimed(self, entry_id: bytes) -> None:
+        """While handling, keep the entry from looking idle to other processes."""
+        while True:
+            await asyncio.sleep(self.claim_idle / 3)
+            await self.redis.xclaim(
+                self.stream, self.group, self.consumer, 0, [entry_id], justid=True
+            )
+
+    async def stop(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
