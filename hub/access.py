@@ -44,6 +44,8 @@ async def authenticate(request: Request, allow_token_a: bool = False) -> Platfor
     request.state.token_kind = kind
     bind_contextvars(platform_id=platform.id)
     await hub.registry.touch(platform.id)
+    if platform.id in (await hub.registry.snapshot()).offline:
+        hub.revive(platform.id)
     return platform
 
 

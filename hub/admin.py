@@ -17,8 +17,9 @@ from starlette.routing import Route
 from hub import credentials
 from hub.access import AdminError, require_admin
 from hub.ocpi.envelope import OcpiError
+from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform
+from hub.registry import Platform, party_key
 from hub.runtime import runtime
 
 T = TypeVar("T")
@@ -190,7 +191,45 @@ async def get_broadcast(request: Request) -> Response:
     return json_response(report)
 
 
+class NewParty(msgspec.Struct):
+    country_code: CountryCode
+    party_id: PartyId
+    role: Role
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+async def announce_party(request: Request) -> Response:
+    """A party that will connect: PLANNED, pushed to every connected platform."""
+    require_admin(request)
+    body = await read_body(request, NewParty)
+    key = party_key(body.country_code, body.party_id, body.role)
+    try:
+        await runtime(request).registry.announce(key, body.name)
+    except OcpiError as exc:
+        raise AdminError(exc.http_status, exc.message) from None
+    party = (await runtime(request).registry.snapshot()).parties[key]
+    return json_response(party.public(), 201)
+
+
+async def party_history(request: Request) -> Response:
+    """Every status change of one party: when, from what, to what, and why."""
+    require_admin(request)
+    params = request.path_params
+    try:
+        key = party_key(params["country_code"], params["party_id"], params["role"].upper())
+    except ValueError:
+        raise AdminError(404, f"unknown role {params['role']}") from None
+    history = await runtime(request).registry.history(key)
+    if not history:
+        raise AdminError(404, f"unknown party {'/'.join(key)}")
+    return json_response(history)
+
+
 routes += [
+    Route("/admin/parties", announce_party, methods=["POST"]),
+    Route(
+        "/admin/parties/{country_code}/{party_id}/{role}/history", party_history, methods=["GET"]
+    ),
     Route("/admin/broadcasts", list_broadcasts, methods=["GET"]),
     Route("/admin/broadcasts/{broadcast_id}", get_broadcast, methods=["GET"]),
     Route("/admin/platforms/{platform_id}", update_platform, methods=["PATCH"]),

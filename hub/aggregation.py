@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.responses import Response
@@ -19,17 +19,15 @@ from starlette.responses import Response
 from hub.forwarder import routing_headers
 from hub.modules import ModuleFacts
 from hub.ocpi.envelope import Envelope, OcpiError, now
+from hub.ocpi.pagination import Paging, parse_paging
 from hub.ocpi.status import StatusCode
 from hub.registry import Snapshot
 from hub.routing import data_owners, join_url
 from hub.runtime import Runtime
 from hub.store import PREFIX
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 WALK_TTL = 3600
 UNKNOWN, SKIPPED = -1, -2
-FILTERS = ("date_from", "date_to")
 
 
 class Source(msgspec.Struct):
@@ -65,14 +63,6 @@ _page = msgspec.json.Decoder(_Page)
 _walk = msgspec.json.Decoder(Walk)
 
 
-def _int(value: str | None, name: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise OcpiError(StatusCode.INVALID_PARAMETERS, f"{name} must be a whole number >= 0")
-    return int(value)
-
-
 class GetAll:
     def __init__(self, hub: Runtime) -> None:
         self.hub = hub
@@ -86,26 +76,22 @@ class GetAll:
         query: str,
         correlation_id: str,
     ) -> Response:
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        offset = _int(params.get("offset"), "offset", 0)
-        limit = min(_int(params.get("limit"), "limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+        paging = parse_paging(query)
         walk = await self._walk(
-            params.get("walk"), snapshot, facts, requester_platform, requester, params
+            paging.params.get("walk"), snapshot, facts, requester_platform, requester, paging
         )
-        objects, skipped = await self._collect(walk, offset, limit, correlation_id)
+        objects, skipped = await self._collect(walk, paging.offset, paging.limit, correlation_id)
         await self.hub.redis.set(f"{PREFIX}walk:{walk.id}", msgspec.json.encode(walk), ex=WALK_TTL)
         total = sum(max(s.total, 0) for s in walk.sources)
         headers = {
             "X-Total-Count": str(total),
-            "X-Limit": str(limit),
+            "X-Limit": str(paging.limit),
             **routing_headers(self.hub.party, requester),
         }
-        if offset + limit < total:
-            next_query = urlencode(
-                [("offset", offset + limit), ("limit", limit), *walk.filters, ("walk", walk.id)]
-            )
-            url = f"{self.hub.settings.public_url}/ocpi/2.3.0/{facts.id}/sender?{next_query}"
-            headers["Link"] = f'<{url}>; rel="next"'
+        base = f"{self.hub.settings.public_url}/ocpi/2.3.0/{facts.id}/sender"
+        link = paging.next_link(base, total, ("walk", walk.id))
+        if link:
+            headers["Link"] = link
         message = None
         if skipped:
             message = "skipped " + "; ".join(f"{'/'.join(s.party)}: {s.error}" for s in skipped)
@@ -121,7 +107,7 @@ class GetAll:
         facts: ModuleFacts,
         requester_platform: str,
         requester: tuple[str, str],
-        params: dict[str, str],
+        paging: Paging,
     ) -> Walk:
         if walk_id:
             raw = await self.hub.redis.get(f"{PREFIX}walk:{walk_id[:64]}")
@@ -138,7 +124,7 @@ class GetAll:
             requester_platform=requester_platform,
             requester=requester,
             module=facts.id,
-            filters=[(k, params[k]) for k in FILTERS if k in params],
+            filters=paging.filters,
             sources=sources,
         )
 

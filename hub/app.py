@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub import admin, credentials, functional, versions
+from hub import admin, credentials, functional, hubclientinfo, versions
 from hub.access import AdminError
 from hub.config import Settings, load_settings, with_admin_token
 from hub.logs import configure_logging
@@ -63,7 +63,13 @@ def create_app(settings: Settings) -> Starlette:
             await hub.stop()
 
     app = Starlette(
-        routes=[*versions.routes, *credentials.routes, *functional.routes, *admin.routes],
+        routes=[
+            *versions.routes,
+            *credentials.routes,
+            *hubclientinfo.routes,
+            *functional.routes,
+            *admin.routes,
+        ],
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],
         exception_handlers={
             OcpiError: on_ocpi_error,

@@ -22,7 +22,7 @@ from hub.config import Settings
 from hub.forwarder import Forwarder, routing_headers
 from hub.logs import get_logger
 from hub.modules import ModuleFacts, module_facts
-from hub.ocpi.envelope import OcpiError, now
+from hub.ocpi.envelope import OcpiError, now, status_code_of
 from hub.ocpi.models import Role
 from hub.ocpi.status import StatusCode
 from hub.registry import Party, Platform, Registry
@@ -107,13 +107,6 @@ _job = msgspec.json.Decoder(Job)
 _delivery = msgspec.json.Decoder(Delivery)
 
 
-class _Probe(msgspec.Struct):
-    status_code: int
-
-
-_probe = msgspec.json.Decoder(_Probe)
-
-
 class Broadcaster:
     def __init__(
         self,
@@ -194,7 +187,7 @@ class Broadcaster:
             upstream = await self.forwarder.call(platform, job.method, url, out, job.body)
             try:
                 http_status = upstream.response.status
-                status_code = _probe.decode(await upstream.response.read()).status_code
+                status_code = status_code_of(await upstream.response.read())
             except msgspec.DecodeError:
                 status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
             finally:

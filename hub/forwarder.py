@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import msgspec
@@ -22,7 +22,7 @@ from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
-from hub.ocpi.envelope import OcpiError
+from hub.ocpi.envelope import OcpiError, status_code_of
 from hub.ocpi.status import StatusCode
 from hub.registry import Platform
 from hub.relays import LOCATION_TTL, Hop, Link, Relays
@@ -67,13 +67,6 @@ def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[
     }
 
 
-class _Probe(msgspec.Struct):
-    status_code: int
-
-
-_probe = msgspec.json.Decoder(_Probe)
-
-
 class Upstream:
     """A platform's answer with its headers read and its body not yet; holds one slot."""
 
@@ -95,6 +88,8 @@ class Forwarder:
         self.timeout = settings.forward_timeout
         self.concurrency = settings.platform_concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
+        # Told when a platform cannot be connected to: evidence for a still-alive check.
+        self.on_unreachable: Callable[[Platform], None] | None = None
         self._read_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
@@ -145,6 +140,8 @@ class Forwarder:
             ) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             slot.release()
+            if self.on_unreachable is not None:
+                self.on_unreachable(target)
             raise OcpiError(
                 StatusCode.RECEIVER_NOT_CONNECTED,
                 f"receiver cannot be reached: {exc or type(exc).__name__}",
@@ -209,7 +206,7 @@ def _not_ocpi() -> OcpiError:
 
 def _check_envelope(body: bytes) -> None:
     try:
-        _probe.decode(body)
+        status_code_of(body)
     except msgspec.DecodeError:
         raise _not_ocpi() from None
 

@@ -106,15 +106,33 @@ def party_keys(roles: Iterable[CredentialsRole]) -> list[PartyKey]:
     return [party_key(r.country_code, r.party_id, r.role) for r in roles]
 
 
+class PartyState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A party's connection status as the hub keeps it (mod_hub_client_info, ClientInfo)."""
+
+    status: ConnectionStatus
+    last_updated: datetime
+    name: str | None = None  # the name an operator announced a PLANNED party with
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """One change of a party's status: what it was, what it became, when and why."""
+
+    at: datetime
+    status: ConnectionStatus
+    previous: ConnectionStatus | None
+    cause: str
+
+
 class Party(msgspec.Struct, frozen=True):
     """A party reachable (or once reachable) through the hub, with its connection status."""
 
     country_code: str
     party_id: str
     role: Role
-    platform_id: str
+    platform_id: str | None  # None: announced (PLANNED), no platform yet
     name: str
     status: ConnectionStatus
+    last_updated: datetime
 
     @property
     def key(self) -> PartyKey:
@@ -131,38 +149,66 @@ _PLATFORM_STATUS = {
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Platform)
+_state = msgspec.json.Decoder(PartyState)
+_transition = msgspec.json.Decoder(Transition)
+HISTORY = 200  # transitions kept per party
 
 
 class Snapshot:
     """An immutable view of the registry at one generation, indexed for the hot path."""
 
-    def __init__(self, generation: int, platforms: dict[str, Platform]) -> None:
+    def __init__(
+        self,
+        generation: int,
+        platforms: dict[str, Platform],
+        states: dict[PartyKey, PartyState] | None = None,
+    ) -> None:
         self.generation = generation
         self.platforms = platforms
+        states = states or {}
         self.by_token: dict[str, tuple[Platform, TokenKind]] = {}
         self.parties: dict[PartyKey, Party] = {}
         # A party taken over by a new registration is kept once, under its current platform.
         for platform in sorted(platforms.values(), key=lambda p: p.created):
             for digest, kind in platform.token_hashes.items():
                 self.by_token[digest] = (platform, kind)
-            status = _PLATFORM_STATUS.get(platform.state)
-            if status is None:
+            default = _PLATFORM_STATUS.get(platform.state)
+            if default is None:
                 continue
             for role in platform.roles:
-                party = Party(
-                    country_code=role.country_code.upper(),
-                    party_id=role.party_id.upper(),
-                    role=role.role,
+                key = party_key(role.country_code, role.party_id, role.role)
+                held = self.parties.get(key)
+                if held is not None and held.status != ConnectionStatus.SUSPENDED:
+                    continue
+                state = states.get(key)
+                status = default
+                if state is not None and default == ConnectionStatus.CONNECTED:
+                    status = state.status  # CONNECTED or OFFLINE
+                self.parties[key] = Party(
+                    country_code=key[0],
+                    party_id=key[1],
+                    role=key[2],
                     platform_id=platform.id,
                     name=role.business_details.name,
                     status=status,
+                    last_updated=state.last_updated if state else platform.updated,
                 )
-                held = self.parties.get(party.key)
-                if held is None or held.status == ConnectionStatus.SUSPENDED:
-                    self.parties[party.key] = party
+        for key, state in states.items():
+            if key not in self.parties and state.status == ConnectionStatus.PLANNED:
+                self.parties[key] = Party(
+                    *key, None, state.name or "", state.status, state.last_updated
+                )
         self.by_code: dict[tuple[str, str], list[Party]] = {}
+        self.by_platform: dict[str, list[Party]] = {}
         for party in sorted(self.parties.values(), key=lambda p: p.key):
             self.by_code.setdefault((party.country_code, party.party_id), []).append(party)
+            if party.platform_id is not None:
+                self.by_platform.setdefault(party.platform_id, []).append(party)
+        self.offline = {
+            platform_id
+            for platform_id, parties in self.by_platform.items()
+            if any(p.status == ConnectionStatus.OFFLINE for p in parties)
+        }
 
     def token(self, token: str) -> tuple[Platform, TokenKind] | None:
         return self.by_token.get(token_hash(token))
@@ -170,6 +216,15 @@ class Snapshot:
     def parties_of(self, country_code: str, party_id: str) -> list[Party]:
         """Every role a (country_code, party_id) pair holds, case-insensitively."""
         return self.by_code.get((country_code.upper(), party_id.upper()), [])
+
+    def parties_on(self, platform_id: str) -> list[Party]:
+        return self.by_platform.get(platform_id, [])
+
+    def connected(self, platform: Platform) -> bool:
+        """A registered platform with at least one CONNECTED party."""
+        return platform.state == PlatformState.REGISTERED and any(
+            p.status == ConnectionStatus.CONNECTED for p in self.parties_on(platform.id)
+        )
 
 
 Mutation = Callable[[Platform | None, dict[PartyKey, str]], Platform]
@@ -197,10 +252,11 @@ class Registry:
 
     async def _load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(Keys.generation).hgetall(Keys.platforms)
-            generation, records = await pipe.execute()
+            pipe.get(Keys.generation).hgetall(Keys.platforms).hgetall(Keys.party_states)
+            generation, records, states = await pipe.execute()
         platforms = {key.decode(): _decoder.decode(value) for key, value in records.items()}
-        return Snapshot(int(generation or 0), platforms)
+        parties = {parse_party_field(k.decode()): _state.decode(v) for k, v in states.items()}
+        return Snapshot(int(generation or 0), platforms, parties)
 
     def invalidate(self) -> None:
         self._snapshot = None
@@ -246,8 +302,11 @@ class Registry:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def _commit(self, platform_id: str | None, mutate: Mutation) -> Platform:
-        """Read, mutate, write atomically; parties are claimed and released in the same step.
+    async def _commit(
+        self, platform_id: str | None, mutate: Mutation, cause: str = "registry update"
+    ) -> Platform:
+        """Read, mutate, write atomically; parties are claimed and released, and their
+        statuses move, in the same step.
 
         ``mutate`` gets the current record (None for a new one) and the party claims, and
         returns the new record or raises OcpiError to abort with nothing written.
@@ -255,15 +314,16 @@ class Registry:
         while True:
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(Keys.platforms, Keys.parties)
+                    await pipe.watch(Keys.platforms, Keys.parties, Keys.party_states)
                     current = None
                     if platform_id is not None:
                         raw = await pipe.hget(Keys.platforms, platform_id)
                         current = _decoder.decode(raw) if raw else None
-                    claims_raw = await pipe.hgetall(Keys.parties)
-                    claims = {_parse_field(k.decode()): v.decode() for k, v in claims_raw.items()}
+                    claims = _claims(await pipe.hgetall(Keys.parties))
                     updated = mutate(current, claims)
                     await self._check_claims(pipe, updated, claims)
+                    moves = _status_moves(current, updated, claims)
+                    states = await self._states(pipe, list(moves))
                     pipe.multi()
                     if current is not None:
                         released = set(party_keys(current.roles)) - set(party_keys(updated.roles))
@@ -274,6 +334,11 @@ class Registry:
                         for key in party_keys(updated.roles):
                             pipe.hset(Keys.parties, party_field(key), updated.id)
                     pipe.hset(Keys.platforms, updated.id, _encoder.encode(updated))
+                    self._record(pipe, moves, states, cause)
+                    if updated.state == PlatformState.REGISTERED and (
+                        current is None or current.state != PlatformState.REGISTERED
+                    ):
+                        pipe.xadd(Keys.clientinfo_queue, {"sync": updated.id})
                     pipe.incr(Keys.generation)
                     pipe.publish(Keys.channel, updated.id)
                     await pipe.execute()
@@ -281,6 +346,99 @@ class Registry:
                     continue
             self.invalidate()
             return updated
+
+    @staticmethod
+    async def _states(pipe: Any, keys: list[PartyKey]) -> dict[PartyKey, PartyState]:
+        if not keys:
+            return {}
+        raw = await pipe.hmget(Keys.party_states, [party_field(k) for k in keys])
+        return {k: _state.decode(v) for k, v in zip(keys, raw, strict=True) if v is not None}
+
+    @staticmethod
+    def _record(
+        pipe: Any,
+        moves: dict[PartyKey, ConnectionStatus],
+        states: dict[PartyKey, PartyState],
+        cause: str,
+        name: str | None = None,
+    ) -> None:
+        """Queue the writes of every real status change: state, history, ClientInfo push."""
+        moment = now()
+        for key, status in moves.items():
+            previous = states.get(key)
+            if previous is not None and previous.status == status:
+                continue
+            field = party_field(key)
+            state = PartyState(status, moment, name)
+            transition = Transition(moment, status, previous.status if previous else None, cause)
+            pipe.hset(Keys.party_states, field, _encoder.encode(state))
+            pipe.lpush(Keys.history(field), _encoder.encode(transition))
+            pipe.ltrim(Keys.history(field), 0, HISTORY - 1)
+            pipe.xadd(Keys.clientinfo_queue, {"party": field})
+
+    async def set_status(
+        self, platform_id: str, status: ConnectionStatus, cause: str
+    ) -> list[PartyKey]:
+        """CONNECTED <-> OFFLINE for every party of a registered platform; returns the
+        parties that changed (none when they already had that status)."""
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(Keys.platforms, Keys.party_states)
+                    raw = await pipe.hget(Keys.platforms, platform_id)
+                    platform = _decoder.decode(raw) if raw else None
+                    if platform is None or platform.state != PlatformState.REGISTERED:
+                        return []
+                    keys = party_keys(platform.roles)
+                    states = await self._states(pipe, keys)
+                    changed = [k for k in keys if k not in states or states[k].status != status]
+                    if not changed:
+                        return []
+                    pipe.multi()
+                    self._record(pipe, dict.fromkeys(changed, status), states, cause)
+                    pipe.incr(Keys.generation)
+                    pipe.publish(Keys.channel, platform_id)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            self.invalidate()
+            log.info("party status changed", platform_id=platform_id, status=status, cause=cause)
+            return changed
+
+    async def announce(self, key: PartyKey, name: str) -> None:
+        """An operator announces a party that has not connected yet: PLANNED."""
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(Keys.parties, Keys.party_states)
+                    if await pipe.hget(Keys.parties, party_field(key)) is not None:
+                        raise OcpiError(
+                            StatusCode.CLIENT_ERROR,
+                            f"party {'/'.join(key)} is registered already",
+                            409,
+                        )
+                    states = await self._states(pipe, [key])
+                    if key in states:
+                        raise OcpiError(
+                            StatusCode.CLIENT_ERROR,
+                            f"party {'/'.join(key)} is known already ({states[key].status})",
+                            409,
+                        )
+                    pipe.multi()
+                    self._record(
+                        pipe, {key: ConnectionStatus.PLANNED}, {}, "announced by operator", name
+                    )
+                    pipe.incr(Keys.generation)
+                    pipe.publish(Keys.channel, party_field(key))
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            self.invalidate()
+            return
+
+    async def history(self, key: PartyKey) -> list[Transition]:
+        raw = await self.redis.lrange(Keys.history(party_field(key)), 0, HISTORY - 1)
+        return [_transition.decode(r) for r in raw]
 
     async def _check_claims(
         self, pipe: Any, platform: Platform, claims: dict[PartyKey, str]
@@ -322,7 +480,10 @@ class Registry:
         return platform, token_a
 
     async def update(
-        self, platform_id: str, change: Callable[[Platform], Platform | None]
+        self,
+        platform_id: str,
+        change: Callable[[Platform], Platform | None],
+        cause: str = "registry update",
     ) -> Platform:
         """Apply ``change`` to the current record; raises OcpiError if it is gone."""
 
@@ -334,7 +495,7 @@ class Registry:
                 return current
             return msgspec.structs.replace(changed, updated=now())
 
-        return await self._commit(platform_id, mutate)
+        return await self._commit(platform_id, mutate, cause)
 
     async def run_invalidation(self, ready: asyncio.Event | None = None) -> None:
         """Drop the snapshot whenever any process writes; reconnects until cancelled."""
@@ -355,6 +516,29 @@ class Registry:
                 await asyncio.sleep(0.5)
 
 
-def _parse_field(field: str) -> PartyKey:
+def _status_moves(
+    current: Platform | None, updated: Platform, claims: dict[PartyKey, str]
+) -> dict[PartyKey, ConnectionStatus]:
+    """Statuses a platform write implies: its parties CONNECTED when it registers (or its
+    credentials are updated: it just answered), SUSPENDED when it is suspended or drops them."""
+    moves: dict[PartyKey, ConnectionStatus] = {}
+    if current is not None:
+        for key in set(party_keys(current.roles)) - set(party_keys(updated.roles)):
+            if claims.get(key) == updated.id:
+                moves[key] = ConnectionStatus.SUSPENDED
+    target = _PLATFORM_STATUS.get(updated.state)
+    if target is not None:
+        for key in party_keys(updated.roles):
+            owner = claims.get(key)
+            if target == ConnectionStatus.CONNECTED or owner in (None, updated.id):
+                moves[key] = target
+    return moves
+
+
+def _claims(raw: dict[bytes, bytes]) -> dict[PartyKey, str]:
+    return {parse_party_field(k.decode()): v.decode() for k, v in raw.items()}
+
+
+def parse_party_field(field: str) -> PartyKey:
     country_code, party_id, role = field.split(":")
     return (country_code, party_id, Role(role))

@@ -11,11 +11,14 @@ import aiohttp
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from hub.alive import AliveChecker
 from hub.broadcast import Broadcaster
+from hub.clientinfo import ClientInfoPusher
 from hub.config import Settings
 from hub.forwarder import Forwarder
 from hub.index import RoutingIndex
 from hub.logs import get_logger
+from hub.ocpi.models import ConnectionStatus
 from hub.registry import Registry
 from hub.relays import Relays
 from hub.store import connect
@@ -33,6 +36,8 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
+        self._alive: AliveChecker | None = None
+        self._reviving: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._detached: set[asyncio.Task[None]] = set()
 
@@ -71,10 +76,32 @@ class Runtime:
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
         self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)
+        pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings)
+        self._alive = AliveChecker(self.redis, self.registry, self.http, self.settings)
+        self._forwarder.on_unreachable = self._alive.check_soon
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
         await asyncio.wait_for(ready.wait(), 10)
-        self.spawn(self._broadcaster.queue.run())
+        self._queues = [self._broadcaster.queue, pusher.queue]
+        for queue in self._queues:
+            self.spawn(queue.run())
+        self.spawn(self._alive.run())
+
+    def revive(self, platform_id: str) -> None:
+        """A request from a platform whose parties are OFFLINE: they are back."""
+        if platform_id in self._reviving:
+            return
+        self._reviving.add(platform_id)
+
+        async def mark() -> None:
+            try:
+                await self.registry.set_status(
+                    platform_id, ConnectionStatus.CONNECTED, "request received from the platform"
+                )
+            finally:
+                self._reviving.discard(platform_id)
+
+        self.detach(mark())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A background loop that lives as long as the process."""
@@ -92,8 +119,10 @@ class Runtime:
             log.warning("background work failed", error=str(task.exception()))
 
     async def stop(self) -> None:
-        if self._broadcaster is not None:
-            await self._broadcaster.queue.stop()
+        for queue in getattr(self, "_queues", []):
+            await queue.stop()
+        if self._alive is not None:
+            await self._alive.stop()
         for task in [*self._tasks, *self._detached]:
             task.cancel()
         for task in [*self._tasks, *self._detached]:

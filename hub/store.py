@@ -17,6 +17,13 @@ class Keys:
     generation = PREFIX + "registry:generation"  # counter bumped by every registry write
     channel = PREFIX + "registry"  # pub/sub: registry changed, drop caches
     last_seen = PREFIX + "last-seen"  # hash: platform id -> unix time of its last request
+    party_states = PREFIX + "party-states"  # hash: "CC:PID:ROLE" -> PartyState JSON
+    clientinfo_queue = PREFIX + "clientinfo-queue"  # stream: parties whose ClientInfo changed
+    alive_checked = PREFIX + "alive-checked"  # hash: platform id -> unix time of last check
+
+    @staticmethod
+    def history(field: str) -> str:
+        return f"{PREFIX}party-history:{field}"
 
 
 def connect(url: str) -> aioredis.Redis:

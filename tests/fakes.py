@@ -81,6 +81,7 @@ class FakePlatform:
     handler: Handler | None = None
     versions_handler: Handler | None = None  # replaces the versions endpoint when set
     credentials_handler: Handler | None = None  # replaces POST credentials when set
+    client_info_handler: Handler | None = None  # answers ClientInfo pushes when set
 
     def __post_init__(self) -> None:
         self.app = web.Application()
@@ -132,11 +133,29 @@ class FakePlatform:
         return {"token": token, "url": self.versions_url, "roles": self.roles()}
 
     def calls(self, path_prefix: str = "/ocpi/2.3.0/", method: str | None = None) -> list[Received]:
+        """What arrived under ``path_prefix``, ClientInfo pushes left out (see client_infos)."""
         return [
             r
             for r in self.received
-            if r.path.startswith(path_prefix) and (method is None or r.method == method)
+            if r.path.startswith(path_prefix)
+            and (method is None or r.method == method)
+            and not r.path.startswith(self.CLIENT_INFO)
         ]
+
+    CLIENT_INFO = "/ocpi/2.3.0/hubclientinfo/"
+
+    def client_infos(self) -> list[dict[str, Any]]:
+        """The ClientInfo objects pushed to us, in arrival order."""
+        return [r.json() for r in self.received if r.path.startswith(self.CLIENT_INFO)]
+
+    def status_of(self, country_code: str, party_id: str) -> str | None:
+        """The latest status pushed for a party."""
+        found = [
+            i["status"]
+            for i in self.client_infos()
+            if (i["country_code"], i["party_id"]) == (country_code, party_id)
+        ]
+        return found[-1] if found else None
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -179,6 +198,10 @@ class FakePlatform:
             return ocpi({"version": "2.3.0", "endpoints": endpoints})
         if path == "/ocpi/2.3.0/credentials":
             return await self._credentials(received, request)
+        if path.startswith(self.CLIENT_INFO):
+            if self.client_info_handler is not None:
+                return await self.client_info_handler(received, request)
+            return ocpi(None)
         if self.handler is not None:
             return await self.handler(received, request)
         return ocpi(None)

@@ -731,4 +731,3 @@ async def test_hanging_receiver_does_not_starve_others(
         results = [body for _, body in await asyncio.gather(*hanging)]
         release.set()
         assert sorted(r["status_code"] for r in results) == [4002, 4002, 4002]
-        assert started == 2

@@ -1,0 +1,114 @@
+"""Still-alive checks (mod_hub_client_info, "Still alive check").
+
+A platform that has sent nothing for ALIVE_INTERVAL seconds gets a GET on its versions
+endpoint: failure marks its parties OFFLINE, a later success (or any request from it) marks
+them CONNECTED; either change is pushed as ClientInfo. A lease in Redis makes one process check
+a platform at a time, and each platform's checks fall at its own point in the interval, so
+checks are spread over time. A request the forwarder could not deliver (4003) triggers a check
+at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from hub.client import PlatformClient
+from hub.config import Settings
+from hub.logs import get_logger
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.models import ConnectionStatus, Version
+from hub.registry import Platform, PlatformState, Registry
+from hub.store import PREFIX, Keys
+
+log = get_logger(__name__)
+
+
+class AliveChecker:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        registry: Registry,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.session = session
+        self.interval = settings.alive_interval
+        self.timeout = min(settings.forward_timeout, max(self.interval, 1.0))
+        self._checking: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _offset(self, platform_id: str) -> float:
+        """Where in the interval this platform's checks fall (stable, spread evenly)."""
+        return (zlib.crc32(platform_id.encode()) % 1000) / 1000 * self.interval * 0.2
+
+    async def run(self) -> None:
+        tick = min(1.0, self.interval / 4)
+        while True:
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("still-alive round failed", error=str(exc))
+            await asyncio.sleep(tick)
+
+    async def _round(self) -> None:
+        snapshot = await self.registry.snapshot()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(Keys.last_seen).hgetall(Keys.alive_checked)
+            seen_raw, checked_raw = await pipe.execute()
+        seen = {k.decode(): float(v) for k, v in seen_raw.items()}
+        checked = {k.decode(): float(v) for k, v in checked_raw.items()}
+        moment = time.time()
+        for platform in snapshot.platforms.values():
+            if platform.state != PlatformState.REGISTERED or not platform.versions_url:
+                continue
+            last = max(seen.get(platform.id, 0.0), checked.get(platform.id, 0.0))
+            last = max(last, platform.updated.timestamp())
+            if moment >= last + self.interval + self._offset(platform.id):
+                self.check_soon(platform)
+
+    def check_soon(self, platform: Platform) -> None:
+        """Check in the background unless this process is checking it already."""
+        if platform.id in self._checking:
+            return
+        self._checking.add(platform.id)
+        task = asyncio.create_task(self.check(platform))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def check(self, platform: Platform) -> None:
+        try:
+            lease = f"{PREFIX}alive-lease:{platform.id}"
+            ttl_ms = int(max(self.interval, self.timeout + 1) * 1000)
+            if not await self.redis.set(lease, "1", nx=True, px=ttl_ms):
+                return  # another process has it
+            await self.redis.hset(Keys.alive_checked, platform.id, str(time.time()))
+            client = PlatformClient(
+                self.session, platform.token_b or "", platform.raw_token, self.timeout
+            )
+            try:
+                await client.call("GET", platform.versions_url or "", list[Version])
+            except OcpiError as exc:
+                await self.registry.set_status(
+                    platform.id,
+                    ConnectionStatus.OFFLINE,
+                    f"still-alive check failed: {exc.message}",
+                )
+                return
+            await self.registry.set_status(
+                platform.id, ConnectionStatus.CONNECTED, "still-alive check answered"
+            )
+        finally:
+            self._checking.discard(platform.id)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()

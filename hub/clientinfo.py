@@ -1,0 +1,115 @@
+"""HubClientInfo (mod_hub_client_info): the hub tells every party who else is reachable.
+
+Every status change is queued in the same Redis transaction that makes it, and pushed once
+(whichever hub process takes the entry) to the hubclientinfo RECEIVER endpoint of every
+connected platform but the party's own. A push sends the party's status as it is when the
+push runs, so pushes that overtake each other still leave every receiver with the latest
+state. A newly registered platform first gets the ClientInfo of every party it can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+
+from hub.config import Settings
+from hub.forwarder import Forwarder
+from hub.logs import get_logger
+from hub.ocpi.envelope import OcpiError, status_code_of
+from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
+from hub.ocpi.status import StatusCode
+from hub.registry import Party, Platform, Registry, Snapshot, parse_party_field
+from hub.routing import join_url
+from hub.store import Keys
+from hub.workqueue import Fields, WorkQueue
+
+log = get_logger(__name__)
+
+RETRIES = (0.5, 1.0, 2.0)  # seconds before each retry of a failed push
+
+
+def client_info(party: Party) -> ClientInfo:
+    return ClientInfo(
+        party_id=party.party_id,
+        country_code=party.country_code,
+        role=party.role,
+        status=party.status,
+        last_updated=party.last_updated,
+    )
+
+
+class ClientInfoPusher:
+    def __init__(self, registry: Registry, forwarder: Forwarder, settings: Settings) -> None:
+        self.registry = registry
+        self.forwarder = forwarder
+        self.queue = WorkQueue(
+            registry.redis,
+            Keys.clientinfo_queue,
+            "push",
+            self._handle,
+            settings.broadcast_claim_idle,
+        )
+
+    async def _handle(self, fields: Fields) -> None:
+        snapshot = await self.registry.snapshot()
+        if b"party" in fields:
+            party = snapshot.parties.get(parse_party_field(fields[b"party"].decode()))
+            if party is not None:
+                await self.push(snapshot, party)
+        elif b"sync" in fields:
+            platform = snapshot.platforms.get(fields[b"sync"].decode())
+            if platform is not None:
+                await self.sync(snapshot, platform)
+
+    async def push(self, snapshot: Snapshot, party: Party) -> None:
+        """The party's ClientInfo to every connected platform but its own."""
+        info = client_info(party)
+        await asyncio.gather(
+            *(
+                self._put(platform, info)
+                for platform in snapshot.platforms.values()
+                if platform.id != party.platform_id and snapshot.connected(platform)
+            )
+        )
+
+    async def sync(self, snapshot: Snapshot, platform: Platform) -> None:
+        """Initial sync: every party the new platform can see, its own excepted."""
+        for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
+            if party.platform_id != platform.id:
+                await self._put(platform, client_info(party))
+
+    async def _put(self, platform: Platform, info: ClientInfo) -> None:
+        """PUT {hubclientinfo RECEIVER}/{country_code}/{party_id}: a configuration module, so
+        no routing headers. Retried with backoff, then logged; never raised."""
+        endpoint = platform.endpoint(ModuleID.HUB_CLIENT_INFO, InterfaceRole.RECEIVER)
+        if endpoint is None:
+            return
+        url = join_url(endpoint.url, f"/{info.country_code}/{info.party_id}")
+        body = msgspec.json.encode(info)
+        error = ""
+        for delay in (0.0, *RETRIES):
+            await asyncio.sleep(delay)
+            out = self.forwarder.outgoing_headers(
+                {"Content-Type": "application/json"}, platform, str(uuid.uuid4()), {}
+            )
+            try:
+                upstream = await self.forwarder.call(platform, "PUT", url, out, body)
+                try:
+                    status_code = status_code_of(await upstream.response.read())
+                finally:
+                    upstream.release()
+                if status_code == StatusCode.SUCCESS:
+                    return
+                error = f"status_code {status_code}"
+            except OcpiError as exc:
+                error = exc.message
+            except msgspec.DecodeError:
+                error = "answer is not an OCPI response"
+        log.warning(
+            "ClientInfo push failed",
+            platform_id=platform.id,
+            party=f"{info.country_code}/{info.party_id}/{info.role}",
+            error=error,
+        )

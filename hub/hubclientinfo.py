@@ -1,0 +1,46 @@
+"""The hubclientinfo Sender interface: the list of every party the hub knows, paginated."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hub.access import authenticate
+from hub.clientinfo import client_info
+from hub.ocpi import headers
+from hub.ocpi.envelope import Envelope, now
+from hub.ocpi.models import VERSION
+from hub.ocpi.pagination import parse_paging
+from hub.runtime import runtime
+
+
+async def list_client_info(request: Request) -> Response:
+    """The Sender interface: every ClientInfo object, paginated (transport_and_format,
+    "Pagination"), oldest last_updated first so pages stay stable while a client walks."""
+    await authenticate(request)
+    hub = runtime(request)
+    paging = parse_paging(request.url.query)
+    snapshot = await hub.registry.snapshot()
+    matching = sorted(
+        (
+            p
+            for p in snapshot.parties.values()
+            if (paging.date_from is None or p.last_updated >= paging.date_from)
+            and (paging.date_to is None or p.last_updated < paging.date_to)
+        ),
+        key=lambda p: (p.last_updated, p.key),
+    )
+    page = [client_info(p) for p in matching[paging.offset : paging.offset + paging.limit]]
+    response_headers = {headers.TOTAL_COUNT: str(len(matching)), headers.LIMIT: str(paging.limit)}
+    link = paging.next_link(
+        f"{hub.settings.public_url}/ocpi/{VERSION}/hubclientinfo", len(matching)
+    )
+    if link:
+        response_headers["Link"] = link
+    body = msgspec.json.encode(Envelope(data=page, status_code=1000, timestamp=now()))
+    return Response(body, headers=response_headers, media_type="application/json")
+
+
+routes = [Route(f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"])]

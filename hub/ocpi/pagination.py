@@ -1,0 +1,63 @@
+"""Paginated GET requests and responses (transport_and_format, "Pagination")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.status import StatusCode
+
+FILTERS = ("date_from", "date_to")
+
+
+class Paging(msgspec.Struct, frozen=True):
+    offset: int
+    limit: int
+    date_from: datetime | None
+    date_to: datetime | None
+    filters: list[tuple[str, str]]  # date_from/date_to as sent, for the next link
+    params: dict[str, str]  # every query parameter
+
+    def next_link(self, base_url: str, total: int, *extra: tuple[str, str]) -> str | None:
+        """``Link: <...>; rel="next"`` unless this is the last page; it repeats the filters."""
+        if self.offset + self.limit >= total:
+            return None
+        query = urlencode(
+            [("offset", self.offset + self.limit), ("limit", self.limit), *self.filters, *extra]
+        )
+        return f'<{base_url}?{query}>; rel="next"'
+
+
+def parse_datetime(value: str | None, name: str) -> datetime | None:
+    """OCPI DateTime: RFC 3339 in UTC; no zone designator means UTC (types, DateTime)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise OcpiError(StatusCode.INVALID_PARAMETERS, f"{name} is not a DateTime") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _count(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise OcpiError(StatusCode.INVALID_PARAMETERS, f"{name} must be a whole number >= 0")
+    return int(value)
+
+
+def parse_paging(query: str, default_limit: int = 100, max_limit: int = 1000) -> Paging:
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    limit = _count(params.get("limit"), "limit", default_limit) or default_limit
+    return Paging(
+        offset=_count(params.get("offset"), "offset", 0),
+        limit=min(limit, max_limit),
+        date_from=parse_datetime(params.get("date_from"), "date_from"),
+        date_to=parse_datetime(params.get("date_to"), "date_to"),
+        filters=[(k, params[k]) for k in FILTERS if k in params],
+        params=params,
+    )
