@@ -134,13 +134,18 @@ async def update_platform(request: Request) -> Response:
 async def suspend_platform(request: Request) -> Response:
     """Tokens void both ways; the platform's parties become SUSPENDED."""
     require_admin(request)
-    platform = await _update(request, credentials.suspended)
+    platform = await _update(request, credentials.suspended, "suspended by operator")
     return json_response(platform.public())
 
 
-async def _update(request: Request, change: Callable[[Platform], Platform | None]) -> Platform:
+async def _update(
+    request: Request,
+    change: Callable[[Platform], Platform | None],
+    cause: str = "changed by operator",
+) -> Platform:
     try:
-        return await runtime(request).registry.update(request.path_params["platform_id"], change)
+        registry = runtime(request).registry
+        return await registry.update(request.path_params["platform_id"], change, cause)
     except OcpiError as exc:
         raise AdminError(exc.http_status if exc.http_status != 200 else 400, exc.message) from None
 

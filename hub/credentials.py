@@ -8,6 +8,8 @@ succeeded, and a failure leaves the previous state in force.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -89,6 +91,34 @@ def _registered(platform: Platform, body: Credentials, negotiated: Negotiated) -
     )
 
 
+async def _exchange(
+    request: Request,
+    platform: Platform,
+    still_valid: Callable[[Platform], bool],
+    conflict: OcpiError,
+    cause: str,
+) -> Response:
+    """Registration and update alike: fetch the platform's endpoints with its (new) token B,
+    then switch to them and to a new token C in one registry write, or change nothing."""
+    body = decode_request(await request.body(), Credentials, "Credentials object")
+    hub = runtime(request)
+    negotiated = await _client(hub, request, body.token, platform).negotiate(body.url)
+    token_c = new_token()
+
+    def switch(current: Platform) -> Platform:
+        if not still_valid(current):
+            raise conflict
+        return msgspec.structs.replace(
+            _registered(current, body, negotiated),
+            token_hashes={token_hash(token_c): TokenKind.CREDENTIALS},
+        )
+
+    updated = await hub.registry.update(platform.id, switch, cause)
+    log.info(cause, parties=len(updated.roles), version=updated.version)
+    snapshot = await hub.registry.snapshot()
+    return ocpi_response(hub_credentials(hub, snapshot, token_c, platform.id))
+
+
 async def post_credentials(request: Request) -> Response:
     """Registration: fetch the platform's endpoints with token B, answer with token C."""
     platform = await authenticate(request, allow_token_a=True)
@@ -99,24 +129,16 @@ async def post_credentials(request: Request) -> Response:
             405,
             headers={"Allow": "GET, PUT, DELETE"},
         )
-    body = decode_request(await request.body(), Credentials, "Credentials object")
-    hub = runtime(request)
-    negotiated = await _client(hub, request, body.token, platform).negotiate(body.url)
-    token_c = new_token()
     token_a_hash = token_hash(_presented_token(request, platform))
-
-    def register(current: Platform) -> Platform:
-        if current.state != PlatformState.PENDING or token_a_hash not in current.token_hashes:
-            raise OcpiError(StatusCode.CLIENT_ERROR, "token A was used by another request", 401)
-        registered = _registered(current, body, negotiated)
-        return msgspec.structs.replace(
-            registered, token_hashes={token_hash(token_c): TokenKind.CREDENTIALS}
-        )
-
-    updated = await hub.registry.update(platform.id, register)
-    log.info("platform registered", parties=len(updated.roles), version=updated.version)
-    snapshot = await hub.registry.snapshot()
-    return ocpi_response(hub_credentials(hub, snapshot, token_c, platform.id))
+    return await _exchange(
+        request,
+        platform,
+        lambda current: (
+            current.state == PlatformState.PENDING and token_a_hash in current.token_hashes
+        ),
+        OcpiError(StatusCode.CLIENT_ERROR, "token A was used by another request", 401),
+        "platform registered",
+    )
 
 
 async def put_credentials(request: Request) -> Response:
@@ -124,24 +146,16 @@ async def put_credentials(request: Request) -> Response:
     platform = await authenticate(request, allow_token_a=True)
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("PUT")
-    body = decode_request(await request.body(), Credentials, "Credentials object")
-    hub = runtime(request)
-    negotiated = await _client(hub, request, body.token, platform).negotiate(body.url)
     old_hashes = set(platform.token_hashes)
-    token_c = new_token()
-
-    def rotate(current: Platform) -> Platform:
-        if current.state != PlatformState.REGISTERED or set(current.token_hashes) != old_hashes:
-            raise OcpiError(StatusCode.CLIENT_ERROR, "credentials changed meanwhile; retry", 409)
-        return msgspec.structs.replace(
-            _registered(current, body, negotiated),
-            token_hashes={token_hash(token_c): TokenKind.CREDENTIALS},
-        )
-
-    await hub.registry.update(platform.id, rotate)
-    log.info("platform credentials updated")
-    snapshot = await hub.registry.snapshot()
-    return ocpi_response(hub_credentials(hub, snapshot, token_c, platform.id))
+    return await _exchange(
+        request,
+        platform,
+        lambda current: (
+            current.state == PlatformState.REGISTERED and set(current.token_hashes) == old_hashes
+        ),
+        OcpiError(StatusCode.CLIENT_ERROR, "credentials changed meanwhile; retry", 409),
+        "platform credentials updated",
+    )
 
 
 async def delete_credentials(request: Request) -> Response:
@@ -149,7 +163,7 @@ async def delete_credentials(request: Request) -> Response:
     platform = await authenticate(request, allow_token_a=True)
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("DELETE")
-    await runtime(request).registry.update(platform.id, suspended)
+    await runtime(request).registry.update(platform.id, suspended, "platform unregistered")
     log.info("platform unregistered")
     return ocpi_response(None)
 
@@ -222,7 +236,7 @@ async def connect(hub: Runtime, platform_id: str, versions_url: str, token_a: st
         )
 
     try:
-        updated = await hub.registry.update(platform_id, register)
+        updated = await hub.registry.update(platform_id, register, "connected by operator")
     except OcpiError:
         # The platform registered the hub, but the hub cannot keep it (a party is taken):
         # undo on their side too, so neither side holds half a connection.

@@ -294,32 +294,15 @@ async def callback(request: Request) -> Response:
     found = await hub.relays.resolve_callback(request.path_params["relay_id"])
     if found is None or found.hop.receiver_platform != platform.id:
         raise OcpiError(StatusCode.CLIENT_ERROR, "unknown or expired callback", 404)
-    hop = found.hop
     body = await request.body()
     if body:
         check_json(body)
-    reverse = Hop(
-        module=hop.module,
-        interface=hop.interface,
-        requester_platform=hop.receiver_platform,
-        requester=hop.receiver,
-        receiver_platform=hop.requester_platform,
-        receiver=hop.requester,
-    )
+    back = found.hop.reversed()
     try:
-        target = _reachable(await hub.registry.snapshot(), hop.requester_platform, hop.requester)
-        out = hub.forwarder.outgoing_headers(
-            request.headers,
-            target,
-            request.state.correlation_id,
-            routing_headers(reverse.requester, reverse.receiver),
-        )
-        upstream = await hub.forwarder.call(target, "POST", found.response_url, out, body)
-        return await hub.forwarder.relay(
-            upstream, None, routing_headers(reverse.receiver, reverse.requester)
-        )
+        target = _reachable(await hub.registry.snapshot(), back.receiver_platform, back.receiver)
+        return await _forward(hub, request, target, "POST", found.response_url, body, back)
     except OcpiError as exc:
-        exc.headers = {**routing_headers(hub.party, hop.receiver), **exc.headers}
+        exc.headers = {**routing_headers(hub.party, back.requester), **exc.headers}
         raise
 
 

@@ -38,6 +38,17 @@ class Hop(msgspec.Struct, frozen=True):
     receiver_platform: str
     receiver: tuple[str, str]
 
+    def reversed(self) -> Hop:
+        """The way back: an asynchronous result goes from the receiver to the requester."""
+        return Hop(
+            module=self.module,
+            interface=self.interface,
+            requester_platform=self.receiver_platform,
+            requester=self.receiver,
+            receiver_platform=self.requester_platform,
+            receiver=self.requester,
+        )
+
 
 class Link(msgspec.Struct, frozen=True):
     """Follow ``url`` on the receiver's platform for the requester (GET)."""

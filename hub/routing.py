@@ -191,40 +191,46 @@ def sender_role(
     return roles[0] if roles else Role.OTHER
 
 
-def broadcast_receivers(
-    snapshot: Snapshot, facts: ModuleFacts, sender_platform: str, role: Role
+def _connected_endpoints(
+    snapshot: Snapshot,
+    facts: ModuleFacts,
+    interface: InterfaceRole,
+    roles: frozenset[Role],
+    exclude_platform: str,
 ) -> list[tuple[Party, Platform, str]]:
-    """Every CONNECTED party of the opposite role whose platform offers the module's
-    RECEIVER interface, never on the sender's own platform: (party, platform, endpoint)."""
-    wanted = opposite_roles(role)
+    """CONNECTED parties of ``roles`` whose platform offers the interface, in a stable
+    order, none on ``exclude_platform``: (party, platform, endpoint URL)."""
     out = []
     for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
         if (
-            party.role in wanted
+            party.role in roles
             and party.status == ConnectionStatus.CONNECTED
-            and party.platform_id != sender_platform
+            and party.platform_id not in (None, exclude_platform)
         ):
             platform = snapshot.platforms[party.platform_id]
-            endpoint = platform.endpoint(facts.id, InterfaceRole.RECEIVER)
+            endpoint = platform.endpoint(facts.id, interface)
             if endpoint is not None:
                 out.append((party, platform, endpoint.url))
     return out
+
+
+def broadcast_receivers(
+    snapshot: Snapshot, facts: ModuleFacts, sender_platform: str, role: Role
+) -> list[tuple[Party, Platform, str]]:
+    """Broadcast Push: the opposite role's parties offering the module's RECEIVER interface,
+    never on the sender's own platform."""
+    return _connected_endpoints(
+        snapshot, facts, InterfaceRole.RECEIVER, opposite_roles(role), sender_platform
+    )
 
 
 def data_owners(
     snapshot: Snapshot, facts: ModuleFacts, requester_platform: str
 ) -> list[tuple[Party, Platform, str]]:
-    """GET All: every CONNECTED party of the data owner role offering the SENDER interface,
-    in a stable order, not on the requester's own platform."""
-    out = []
-    for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
-        if (
-            party.role == facts.data_owner
-            and party.status == ConnectionStatus.CONNECTED
-            and party.platform_id != requester_platform
-        ):
-            platform = snapshot.platforms[party.platform_id]
-            endpoint = platform.endpoint(facts.id, InterfaceRole.SENDER)
-            if endpoint is not None:
-                out.append((party, platform, endpoint.url))
-    return out
+    """GET All: the data owner role's parties offering the SENDER interface, not on the
+    requester's own platform."""
+    if facts.data_owner is None:
+        return []
+    return _connected_endpoints(
+        snapshot, facts, InterfaceRole.SENDER, frozenset({facts.data_owner}), requester_platform
+    )
