@@ -731,3 +731,31 @@ async def test_hanging_receiver_does_not_starve_others(
         results = [body for _, body in await asyncio.gather(*hanging)]
         release.set()
         assert sorted(r["status_code"] for r in results) == [4002, 4002, 4002]
+
+
+async def test_odd_but_common_peer_habits(hub: RunningHub, http: aiohttp.ClientSession) -> None:
+    """Trailing slashes on every endpoint URL, a single object answered as [obj], an empty
+    Link on the last page: forwarded as they are, never a crash."""
+
+    class Slashy(FakePlatform):
+        def endpoint_url(self, module: str, role: str) -> str:
+            return super().endpoint_url(module, role) + "/"
+
+    async with (
+        Slashy("CPO Co", [(*CPO, "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP Co", [(*EMSP, "EMSP")], ALL_MODULES) as emsp,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+
+        async def odd(received: Received, request: web.Request) -> web.StreamResponse:
+            return ocpi([{"id": "LOC1"}], Link="")
+
+        cpo.handler = odd
+        roaming = Roaming(hub, http, cpo, emsp, emsp)
+        response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER", "/LOC1")
+        assert body["data"] == [{"id": "LOC1"}]
+        assert "Link" not in response.headers
+        assert cpo.calls()[-1].path == "/ocpi/2.3.0/locations/sender/LOC1"
+        await roaming.call(EMSP, CPO, "GET", "locations", "SENDER", "/")
+        assert cpo.calls()[-1].path == "/ocpi/2.3.0/locations/sender/"
