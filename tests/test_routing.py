@@ -759,3 +759,43 @@ async def test_odd_but_common_peer_habits(hub: RunningHub, http: aiohttp.ClientS
         assert cpo.calls()[-1].path == "/ocpi/2.3.0/locations/sender/LOC1"
         await roaming.call(EMSP, CPO, "GET", "locations", "SENDER", "/")
         assert cpo.calls()[-1].path == "/ocpi/2.3.0/locations/sender/"
+
+
+@pytest.mark.parametrize(
+    ("module", "method", "suffix", "query", "body"),
+    [
+        ("commands", "POST", f"/{command}", "", {"response_url": "ORIGINAL", "x": 1})
+        for command in (
+            "CANCEL_RESERVATION", "RESERVE_NOW", "START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR"
+        )
+    ]
+    + [
+        ("chargingprofiles", "PUT", "/S1", "", {"charging_profile": {}, "response_url": "ORIGINAL"}),  # noqa: E501
+        ("chargingprofiles", "DELETE", "/S1", "response_url=ORIGINAL", None),
+        ("chargingprofiles", "GET", "/S1", "duration=60&response_url=ORIGINAL", None),
+    ],
+)  # fmt: skip
+async def test_every_response_url_is_proxied(
+    roaming: Roaming, module: str, method: str, suffix: str, query: str, body: Any
+) -> None:
+    """mod_commands / mod_charging_profiles: wherever a response_url is carried, the receiver
+    gets a hub callback instead, and the result reaches the original URL."""
+    original = f"{roaming.emsp.url}/results/{module}/{method}{suffix}"
+    if body is not None:
+        body = {k: original if v == "ORIGINAL" else v for k, v in body.items()}
+    query = query.replace("ORIGINAL", original)
+    await roaming.call(EMSP, CPO, method, module, "RECEIVER", suffix, body, query)
+    (got,) = roaming.cpo.calls()
+    carried = got.json()["response_url"] if body is not None else got.query["response_url"]
+    assert carried.startswith(f"{roaming.hub.url}/ocpi/hub/callbacks/")
+    if body is not None:
+        assert {k: v for k, v in got.json().items() if k != "response_url"} == {
+            k: v for k, v in body.items() if k != "response_url"
+        }
+    async with roaming.http.post(
+        carried, json={"result": "ACCEPTED"}, headers=roaming.cpo.hub_headers()
+    ) as r:
+        assert (await r.json())["status_code"] == 1000
+    assert [c.path for c in roaming.emsp.calls("/results/")] == [
+        f"/results/{module}/{method}{suffix}"
+    ]

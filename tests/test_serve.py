@@ -153,3 +153,12 @@ def test_json_log_lines_carry_request_correlation_and_platform(tmp_path: Path) -
     assert any(line.get("platform_id") == created["id"] for line in lines)
     started = [line for line in hub.log_lines() if line.get("event") == "hub starting"]
     assert started[0]["versions_url"] == f"{hub.url}/ocpi/versions"
+
+
+def test_with_redis_url_no_embedded_server_starts(tmp_path: Path, redis_url: str) -> None:
+    hub = HubProcess(tmp_path / "data", HUB_REDIS_URL=redis_url).start()
+    try:
+        assert not any(line.get("event") == "embedded redis started" for line in hub.log_lines())
+        assert not (tmp_path / "data" / "redis.sock").exists()
+    finally:
+        hub.stop()
