@@ -31,3 +31,14 @@ format: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache *.egg-info
+
+# Benchmarks (tests/bench, not part of `make test`): about 5 minutes on 2 cores; results in
+# bench-results/latest.json. BENCH_ARGS=--help lists the knobs (duration, repetitions, ...).
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# The routed GET hot path under pyinstrument: bench-results/profile.html and a text summary.
+PROFILE_ARGS ?=
+profile: install
+	$(BIN)/python -m tests.bench.profile $(PROFILE_ARGS)
