@@ -24,13 +24,13 @@ class AdminError(Exception):
 
 async def authenticate(request: Request, allow_token_a: bool = False) -> Platform:
     """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials."""
-    tokens = token_candidates(request.headers.get(headers.AUTHORIZATION))
-    if not tokens:
+    header = request.headers.get(headers.AUTHORIZATION)
+    if not token_candidates(header):
         raise OcpiError(
             StatusCode.CLIENT_ERROR, "missing Authorization: Token <credentials token>", 401
         )
     hub = runtime(request)
-    found = await hub.registry.authenticate(tokens)
+    found = await hub.registry.authenticate(header)
     if found is None:
         raise OcpiError(StatusCode.CLIENT_ERROR, "unknown credentials token", 401)
     platform, kind = found

@@ -64,10 +64,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
+            *functional.routes,  # first: nearly all traffic, and Starlette tries in order
             *versions.routes,
             *credentials.routes,
             *hubclientinfo.routes,
-            *functional.routes,
             *admin.routes,
         ],
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],

@@ -57,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
             "log_config": None,
             "access_log": False,
             "server_header": False,
+            "proxy_headers": False,
             "timeout_graceful_shutdown": 10,
         }
         if args.workers > 1:

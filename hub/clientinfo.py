@@ -28,6 +28,7 @@ from hub.workqueue import Fields, WorkQueue
 log = get_logger(__name__)
 
 RETRIES = (0.5, 1.0, 2.0)  # seconds before each retry of a failed push
+SYNC_CONCURRENCY = 16  # initial-sync pushes in flight to one new platform
 
 
 def client_info(party: Party) -> ClientInfo:
@@ -76,9 +77,14 @@ class ClientInfoPusher:
 
     async def sync(self, snapshot: Snapshot, platform: Platform) -> None:
         """Initial sync: every party the new platform can see, its own excepted."""
-        for party in sorted(snapshot.parties.values(), key=lambda p: p.key):
-            if party.platform_id != platform.id:
+        slots = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+        async def one(party: Party) -> None:
+            async with slots:
                 await self._put(platform, client_info(party))
+
+        parties = sorted(snapshot.parties.values(), key=lambda p: p.key)
+        await asyncio.gather(*(one(p) for p in parties if p.platform_id != platform.id))
 
     async def _put(self, platform: Platform, info: ClientInfo) -> None:
         """PUT {hubclientinfo RECEIVER}/{country_code}/{party_id}: a configuration module, so

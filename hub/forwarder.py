@@ -9,11 +9,9 @@ answers is not OCPI.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Mapping
 
 import aiohttp
-import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
@@ -22,7 +20,7 @@ from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
-from hub.ocpi.envelope import OcpiError, status_code_of
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.registry import Platform
 from hub.relays import LOCATION_TTL, Hop, Link, Relays
@@ -81,6 +79,10 @@ class Upstream:
             self._slot = None
 
 
+_DROPPED = frozenset(name.encode() for name in _NOT_FORWARDED)
+RawHeaders = list[tuple[bytes, bytes]]
+
+
 class Forwarder:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings, relays: Relays) -> None:
         self.session = session
@@ -88,8 +90,10 @@ class Forwarder:
         self.timeout = settings.forward_timeout
         self.concurrency = settings.platform_concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._authorization: dict[tuple[str, bool], str] = {}
         # Told when a platform cannot be connected to: evidence for a still-alive check.
         self.on_unreachable: Callable[[Platform], None] | None = None
+        # Connecting and each read (the answer's headers included) get FORWARD_TIMEOUT.
         self._read_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
@@ -101,51 +105,65 @@ class Forwarder:
         correlation_id: str,
         routing: Mapping[str, str],
     ) -> dict[str, str]:
-        """End-to-end headers of the request, with the target's token, a NEW X-Request-ID,
-        the SAME X-Correlation-ID (transport_and_format, "Unique message IDs")."""
-        out = {k: v for k, v in incoming.items() if k.lower() not in _NOT_FORWARDED}
-        out["Authorization"] = authorization_header(target.token_b or "", target.raw_token)
-        out[headers.REQUEST_ID] = str(uuid.uuid4())
+        """End-to-end headers of the request (``incoming`` has lower-case names), with the
+        target's token, a NEW X-Request-ID and the SAME X-Correlation-ID
+        (transport_and_format, "Unique message IDs")."""
+        out = {k: v for k, v in incoming.items() if k not in _NOT_FORWARDED}
+        out["authorization"] = self._authorization_of(target)
+        out[headers.REQUEST_ID] = headers.new_message_id()
         out[headers.CORRELATION_ID] = correlation_id
         out.update(routing)
         return out
 
+    def _authorization_of(self, target: Platform) -> str:
+        key = (target.token_b or "", target.raw_token)
+        value = self._authorization.get(key)
+        if value is None:
+            if len(self._authorization) > 10_000:  # tokens rotate; never grow without bound
+                self._authorization.clear()
+            value = self._authorization[key] = authorization_header(*key)
+        return value
+
     async def call(
         self, target: Platform, method: str, url: str, out: Mapping[str, str], body: bytes | None
     ) -> Upstream:
-        """Send and wait for the answer's headers, at most FORWARD_TIMEOUT seconds in all
-        (waiting for one of the target platform's connection slots included)."""
+        """Send and wait for the answer's headers. Waiting for one of the target platform's
+        connection slots, connecting, and waiting for the answer each get FORWARD_TIMEOUT."""
         slot = self._slots.get(target.id)
         if slot is None:
             slot = self._slots[target.id] = asyncio.Semaphore(self.concurrency)
-        acquired = False
+        if slot.locked():
+            try:
+                await asyncio.wait_for(slot.acquire(), self.timeout)
+            except TimeoutError:
+                raise OcpiError(
+                    StatusCode.FORWARD_TIMEOUT,
+                    f"no answer from the receiver within {self.timeout:g} s "
+                    f"({self.concurrency} requests to its platform in flight)",
+                ) from None
+        else:
+            await slot.acquire()  # free: returns at once
         try:
-            async with asyncio.timeout(self.timeout):
-                await slot.acquire()
-                acquired = True
-                response = await self.session.request(
-                    method,
-                    url,
-                    headers=out,
-                    data=body or None,
-                    timeout=self._read_timeout,
-                    allow_redirects=False,
-                )
+            response = await self.session.request(
+                method,
+                url,
+                headers=out,
+                data=body or None,
+                timeout=self._read_timeout,
+                allow_redirects=False,
+            )
+        except aiohttp.ConnectionTimeoutError:
+            slot.release()
+            raise self._unreachable(target, "connecting timed out") from None
         except TimeoutError:
-            if acquired:
-                slot.release()
+            slot.release()
             raise OcpiError(
                 StatusCode.FORWARD_TIMEOUT,
                 f"no answer from the receiver within {self.timeout:g} s",
             ) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             slot.release()
-            if self.on_unreachable is not None:
-                self.on_unreachable(target)
-            raise OcpiError(
-                StatusCode.RECEIVER_NOT_CONNECTED,
-                f"receiver cannot be reached: {exc or type(exc).__name__}",
-            ) from None
+            raise self._unreachable(target, str(exc) or type(exc).__name__) from None
         except aiohttp.ClientError as exc:
             slot.release()
             raise OcpiError(
@@ -153,48 +171,59 @@ class Forwarder:
             ) from None
         return Upstream(response, slot)
 
+    def _unreachable(self, target: Platform, reason: str) -> OcpiError:
+        if self.on_unreachable is not None:
+            self.on_unreachable(target)
+        return OcpiError(StatusCode.RECEIVER_NOT_CONNECTED, f"receiver cannot be reached: {reason}")
+
     async def relay(
         self, upstream: Upstream, hop: Hop | None, routing: Mapping[str, str]
     ) -> Response:
-        """The receiver's status and body, its pagination headers, links rewritten to the hub."""
+        """The receiver's status and body, its pagination headers, links rewritten to the hub.
+        The body is never decoded: a small one is checked to look like an envelope, a large
+        one streams through."""
         response = upstream.response
         try:
-            out = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_FORWARDED]
-            out += list(routing.items())
-            if hop is not None:
+            out: RawHeaders = [
+                (k.lower(), v) for k, v in response.raw_headers if k.lower() not in _DROPPED
+            ]
+            out += [(k.encode(), v.encode()) for k, v in routing.items()]
+            if hop is not None and (
+                headers.LINK in response.headers or headers.LOCATION in response.headers
+            ):
                 out += await self._rewrite_links(response, hop)
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
             length = response.content_length
             if length is not None and length <= SMALL_BODY:
                 body = await response.read()
+                upstream.release()
                 if not encoded:
                     _check_envelope(body)
-                upstream.release()
-                return Response(body, response.status, headers=dict(out))
+                out.append((b"content-length", str(len(body)).encode()))
+                return RelayedResponse(response.status, out, body, None)
             first = await _first_bytes(response)
             if not encoded and not first.lstrip().startswith(b"{"):
                 raise _not_ocpi()
             if length is not None:
-                out.append(("Content-Length", str(length)))
-            return StreamedResponse(upstream, response.status, out, first)
+                out.append((b"content-length", str(length).encode()))
+            return RelayedResponse(response.status, out, first, upstream)
         except BaseException:
             upstream.release()
             raise
 
-    async def _rewrite_links(
-        self, response: aiohttp.ClientResponse, hop: Hop
-    ) -> list[tuple[str, str]]:
+    async def _rewrite_links(self, response: aiohttp.ClientResponse, hop: Hop) -> RawHeaders:
         """transport_and_format "Pagination": a next link into the receiver's platform is
         replaced by a hub URL that leads there for this requester only; likewise Location."""
-        out = []
+        out: RawHeaders = []
         next_link = response.links.get("next")
         if next_link is not None and str(next_link.get("url", "")):
             hub_url = await self.relays.link(Link(hop, str(next_link["url"])))
-            out.append(("Link", f'<{hub_url}>; rel="next"'))
+            out.append((b"link", f'<{hub_url}>; rel="next"'.encode()))
         location = response.headers.get(headers.LOCATION, "").strip()
         if location:
             target = str(response.url.join(URL(location)))
-            out.append(("Location", await self.relays.link(Link(hop, target), LOCATION_TTL)))
+            hub_url = await self.relays.link(Link(hop, target), LOCATION_TTL)
+            out.append((b"location", hub_url.encode()))
         return out
 
 
@@ -205,10 +234,9 @@ def _not_ocpi() -> OcpiError:
 
 
 def _check_envelope(body: bytes) -> None:
-    try:
-        status_code_of(body)
-    except msgspec.DecodeError:
-        raise _not_ocpi() from None
+    """An OCPI response is a JSON object with a status_code: checked without decoding it."""
+    if not body.lstrip().startswith(b"{") or b'"status_code"' not in body:
+        raise _not_ocpi()
 
 
 async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
@@ -222,29 +250,26 @@ async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
     return first
 
 
-class StreamedResponse(Response):
-    """Passes the platform's body through chunk by chunk: memory stays flat."""
+class RelayedResponse(Response):
+    """The receiver's answer as it came: a small body at once, a large one chunk by chunk
+    (memory stays flat); headers are already raw."""
 
     def __init__(
-        self, upstream: Upstream, status: int, header_list: list[tuple[str, str]], first: bytes
+        self, status: int, raw_headers: RawHeaders, first: bytes, upstream: Upstream | None
     ) -> None:
-        self.upstream = upstream
         self.status_code = status
+        self.raw_headers = raw_headers
         self.first = first
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in header_list
-        ]
+        self.upstream = upstream
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        if self.upstream is None:
+            await send({"type": "http.response.body", "body": self.first})
+            return
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": self.raw_headers,
-                }
-            )
             if self.first:
                 await send({"type": "http.response.body", "body": self.first, "more_body": True})
             async for chunk in self.upstream.response.content.iter_any():

@@ -73,7 +73,8 @@ async def module_endpoint(request: Request) -> Response:
             405,
             headers={"Allow": allowed},
         )
-    addressing = parse_addressing(request.headers)
+    incoming = request_headers(request)
+    addressing = parse_addressing(incoming)
     try:
         check_sender(addressing, platform)
         scenario = classify(addressing, method, interface, hub.party)
@@ -81,7 +82,16 @@ async def module_endpoint(request: Request) -> Response:
         if body:
             check_json(body)
         call = Call(
-            hub, request, snapshot, platform, facts, interface, method, addressing.sender, body
+            hub,
+            request,
+            incoming,
+            snapshot,
+            platform,
+            facts,
+            interface,
+            method,
+            addressing.sender,
+            body,
         )
         if scenario is Scenario.DIRECT:
             assert addressing.receiver is not None
@@ -94,7 +104,7 @@ async def module_endpoint(request: Request) -> Response:
                 facts,
                 platform.id,
                 addressing.sender,
-                request.url.query,
+                call.query,
                 request.state.correlation_id,
             )
         return await call.open()
@@ -110,6 +120,7 @@ class Call:
         self,
         hub: Runtime,
         request: Request,
+        incoming: dict[str, str],
         snapshot: Snapshot,
         platform: Platform,
         facts: ModuleFacts,
@@ -120,6 +131,8 @@ class Call:
     ) -> None:
         self.hub = hub
         self.request = request
+        self.incoming = incoming
+        self.query = request.scope["query_string"].decode("latin-1")
         self.snapshot = snapshot
         self.platform = platform
         self.facts = facts
@@ -139,13 +152,15 @@ class Call:
             receiver_platform=direct.platform.id,
             receiver=receiver,
         )
-        body, query = self.body, self.request.url.query
+        body, query = self.body, self.query
         carrier = self.facts.response_url_carrier(self.interface, self.method)
         if carrier is not None:
             body, query = await proxy_response_url(self.hub.relays, carrier, body, query, hop)
         self._learn(receiver)
         url = direct.url(self.suffix, query)
-        return await _forward(self.hub, self.request, direct.platform, self.method, url, body, hop)
+        return await _forward(
+            self.hub, self.incoming, self.request, direct.platform, self.method, url, body, hop
+        )
 
     async def broadcast(self) -> Response:
         """Broadcast Push: answered by the hub (from = hub, to = sender), delivered later."""
@@ -163,9 +178,9 @@ class Call:
             module=self.facts.id,
             method=self.method,
             suffix=self.suffix,
-            query=self.request.url.query,
+            query=self.query,
             body=self.body,
-            content_type=self.request.headers.get("content-type"),
+            content_type=self.incoming.get("content-type"),
             sender=self.sender,
             sender_role=sender_role(self.snapshot, self.platform, self.sender, owner),
             sender_platform=self.platform.id,
@@ -239,8 +254,14 @@ def _json(body: bytes) -> object:
     return msgspec.json.decode(body) if body else None
 
 
+def request_headers(request: Request) -> dict[str, str]:
+    """The request's headers decoded once, lower-case names (as ASGI gives them)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+
+
 async def _forward(
     hub: Runtime,
+    incoming: dict[str, str],
     request: Request,
     target: Platform,
     method: str,
@@ -251,7 +272,7 @@ async def _forward(
     """Party to Party via Hub: both legs carry from = requester, to = receiver; the answer
     comes back with from = receiver, to = requester."""
     out = hub.forwarder.outgoing_headers(
-        request.headers,
+        incoming,
         target,
         request.state.correlation_id,
         routing_headers(hop.requester, hop.receiver),
@@ -280,7 +301,9 @@ async def follow_link(request: Request) -> Response:
     hop = link.hop
     try:
         target = _reachable(await hub.registry.snapshot(), hop.receiver_platform, hop.receiver)
-        return await _forward(hub, request, target, "GET", link.url, b"", hop)
+        return await _forward(
+            hub, request_headers(request), request, target, "GET", link.url, b"", hop
+        )
     except OcpiError as exc:
         exc.headers = {**routing_headers(hub.party, hop.requester), **exc.headers}
         raise
@@ -300,7 +323,9 @@ async def callback(request: Request) -> Response:
     back = found.hop.reversed()
     try:
         target = _reachable(await hub.registry.snapshot(), back.receiver_platform, back.receiver)
-        return await _forward(hub, request, target, "POST", found.response_url, body, back)
+        return await _forward(
+            hub, request_headers(request), request, target, "POST", found.response_url, body, back
+        )
     except OcpiError as exc:
         exc.headers = {**routing_headers(hub.party, back.requester), **exc.headers}
         raise

@@ -83,9 +83,23 @@ def open_route_key(
     return None
 
 
+MEMO = 100_000  # entries this process remembers having written
+
+
 class RoutingIndex:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._written: dict[tuple[str, str], str] = {}
+
+    def _seen(self, module: str, object_id: str, value: str) -> bool:
+        """True when this process already wrote exactly this; remembers it otherwise."""
+        key = (module, object_id)
+        if self._written.get(key) == value:
+            return True
+        if len(self._written) >= MEMO:
+            self._written.clear()
+        self._written[key] = value
+        return False
 
     @staticmethod
     def _key(module: str) -> str:
@@ -93,6 +107,8 @@ class RoutingIndex:
 
     async def learn(self, module: str, object_id: str, owner: tuple[str, str]) -> None:
         value = ":".join(owner)
+        if self._seen(module, object_id, value):
+            return
         key = self._key(module)
         if not await self.redis.hsetnx(key, object_id, value):
             current = await self.redis.hget(key, object_id)

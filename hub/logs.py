@@ -39,7 +39,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Below the level a call returns at once, before any processor runs.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -61,8 +62,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
 
 
 bind_contextvars = structlog.contextvars.bind_contextvars

@@ -7,7 +7,6 @@ passes through it.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,8 +44,8 @@ class RequestContext:
                 correlation_id = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 content_length = int(value)
-        request_id = request_id or str(uuid.uuid4())
-        correlation_id = correlation_id or str(uuid.uuid4())
+        request_id = request_id or headers.new_message_id()
+        correlation_id = correlation_id or headers.new_message_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id

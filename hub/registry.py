@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from hub.logs import get_logger
+from hub.ocpi.auth import token_candidates
 from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.models import (
     ConnectionStatus,
@@ -152,6 +153,7 @@ _decoder = msgspec.json.Decoder(Platform)
 _state = msgspec.json.Decoder(PartyState)
 _transition = msgspec.json.Decoder(Transition)
 HISTORY = 200  # transitions kept per party
+MEMO = 100_000  # Authorization header values remembered per snapshot
 
 
 class Snapshot:
@@ -167,6 +169,7 @@ class Snapshot:
         self.platforms = platforms
         states = states or {}
         self.by_token: dict[str, tuple[Platform, TokenKind]] = {}
+        self.by_header: dict[str, tuple[Platform, TokenKind]] = {}  # memo, see authenticate
         self.parties: dict[PartyKey, Party] = {}
         # A party taken over by a new registration is kept once, under its current platform.
         for platform in sorted(platforms.values(), key=lambda p: p.created):
@@ -270,9 +273,22 @@ class Registry:
             snapshot = await self.snapshot()
         return snapshot
 
-    async def authenticate(self, tokens: Iterable[str]) -> tuple[Platform, TokenKind] | None:
-        """Token -> platform. An unknown token costs one check that our snapshot is current."""
-        tokens = tuple(tokens)
+    async def authenticate(self, header: str | None) -> tuple[Platform, TokenKind] | None:
+        """Authorization header -> platform. A header seen before is one dict look-up (no
+        base64, no hashing); an unknown token costs one check that the snapshot is current."""
+        if not header:
+            return None
+        snapshot = await self.snapshot()
+        found = snapshot.by_header.get(header)
+        if found is not None:
+            return found
+        found = await self._authenticate(token_candidates(header))
+        current = self._snapshot
+        if found is not None and current is not None and len(current.by_header) < MEMO:
+            current.by_header[header] = found
+        return found
+
+    async def _authenticate(self, tokens: tuple[str, ...]) -> tuple[Platform, TokenKind] | None:
         if not tokens:
             return None
         snapshot = await self.snapshot()

@@ -1,4 +1,6 @@
-"""HTTP header names OCPI uses (lower case, as ASGI delivers them)."""
+"""HTTP header names OCPI uses (lower case, as ASGI delivers them), and message ids."""
+
+import os
 
 AUTHORIZATION = "authorization"
 REQUEST_ID = "x-request-id"
@@ -14,3 +16,10 @@ FROM_COUNTRY_CODE = "ocpi-from-country-code"
 FROM_PARTY_ID = "ocpi-from-party-id"
 
 ROUTING = (TO_COUNTRY_CODE, TO_PARTY_ID, FROM_COUNTRY_CODE, FROM_PARTY_ID)
+
+
+def new_message_id() -> str:
+    """A random (version 4) UUID as text, for X-Request-ID and X-Correlation-ID; the same
+    as str(uuid.uuid4()) without building a UUID object on every request."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
