@@ -558,6 +558,8 @@ class Bench:
                 hub_times,
                 "direct",
                 direct_times,
+                goal="< 2 s" if n == 1000 else "",
+                check_value=(lambda ms: complete and ms < 2000) if n == 1000 else None,
                 note="from the 1000 answer to the last arrival"
                 + ("" if complete else f"; INCOMPLETE: delivered {delivered} of {n} in 30 s"),
             )
@@ -625,10 +627,15 @@ class Bench:
             hub_ms: list[float] = []
             direct_ms: list[float] = []
             counts: list[tuple[int, int]] = []
+            hub_pid = service.process.pid
+            idle_mb = memory_kb(hub_pid)["VmRSS"] / MB
+            peak_mb: list[float] = []
             for _ in range(self.o.reps):
+                reset_peak(hub_pid)
                 began = time.perf_counter()
                 via_hub = await self._walk(first)
                 hub_ms.append((time.perf_counter() - began) * 1000)
+                peak_mb.append(memory_kb(hub_pid)["VmHWM"] / MB)
                 began = time.perf_counter()
                 direct = 0
                 for platform in platforms:
@@ -659,6 +666,19 @@ class Bench:
                 note=f"INCOMPLETE: locations received {wrong}, expected {expected}"
                 if wrong
                 else f"{expected} locations each walk",
+            )
+        )
+        self.add(
+            Row.measured(
+                s,
+                "hub peak RSS during the walk",
+                "MB",
+                peak_mb,
+                "idle",
+                [idle_mb] * len(peak_mb),
+                goal="flat (<= 1.2x idle)",
+                check=lambda ratio: ratio <= 1.2,
+                note=f"idle RSS {idle_mb:.1f} MB; {expected} objects pass through, one page held",
             )
         )
 
