@@ -27,8 +27,10 @@ T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 
 
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(data), status_code=status, media_type="application/json")
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        _encoder.encode(data), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 async def read_body(request: Request, type_: type[T]) -> T:

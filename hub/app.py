@@ -42,12 +42,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     if request.url.path.startswith("/admin"):
-        return Response(
-            admin._encoder.encode({"error": message}),
-            status_code=exc.status_code,
-            headers=headers,
-            media_type="application/json",
-        )
+        return admin.json_response({"error": message}, exc.status_code, headers)
     return ocpi_response(None, StatusCode.CLIENT_ERROR, message, exc.status_code, headers)
 
 

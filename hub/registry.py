@@ -65,9 +65,10 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     raw_token: bool = False  # legacy peers that expect the token unencoded
 
     def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
+        """Identifiers are stored normalized (hub/client.py negotiate)."""
         module = ModuleID.normalize(module)
         for endpoint in self.endpoints:
-            if ModuleID.normalize(endpoint.identifier) == module and (
+            if endpoint.identifier == module and (
                 endpoint.role == role or module == ModuleID.CREDENTIALS
             ):
                 return endpoint
