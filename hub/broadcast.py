@@ -140,7 +140,7 @@ class Broadcaster:
 
     async def deliver(self, job: Job) -> list[Delivery]:
         """Deliver to every receiver not delivered to yet; returns this run's deliveries."""
-        snapshot = await self.registry.snapshot()
+        snapshot = await self.registry.refresh_if_stale()  # parties connected since it was cached
         targets = broadcast_receivers(
             snapshot, module_facts(job.module), job.sender_platform, job.sender_role
         )

@@ -54,7 +54,8 @@ class ClientInfoPusher:
         )
 
     async def _handle(self, fields: Fields) -> None:
-        snapshot = await self.registry.snapshot()
+        # The entry was written with the change; our cached snapshot may predate both.
+        snapshot = await self.registry.refresh_if_stale()
         if b"party" in fields:
             party = snapshot.parties.get(parse_party_field(fields[b"party"].decode()))
             if party is not None:

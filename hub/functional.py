@@ -31,9 +31,11 @@ from hub.routing import (
     UNREACHABLE,
     WRITES,
     Scenario,
+    check_owner,
     check_sender,
     classify,
     parse_addressing,
+    raw_suffix,
     route_direct,
     sender_role,
 )
@@ -77,6 +79,7 @@ async def module_endpoint(request: Request) -> Response:
     addressing = parse_addressing(incoming)
     try:
         check_sender(addressing, platform)
+        check_owner(facts, interface, request.path_params["rest"], addressing.sender)
         scenario = classify(addressing, method, interface, hub.party)
         body = await request.body() if method in _WITH_BODY else b""
         if body:
@@ -140,7 +143,9 @@ class Call:
         self.method = method
         self.sender = sender
         self.body = body
-        self.suffix: str = request.path_params["rest"]
+        self.suffix: str = request.path_params["rest"]  # decoded, for decisions
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        self.raw_suffix = raw_suffix(raw_path.decode("latin-1"), self.suffix)  # forwarded
 
     async def direct(self, receiver: tuple[str, str]) -> Response:
         direct = route_direct(self.snapshot, self.facts, self.interface, receiver)
@@ -157,7 +162,7 @@ class Call:
         if carrier is not None:
             body, query = await proxy_response_url(self.hub.relays, carrier, body, query, hop)
         self._learn(receiver)
-        url = direct.url(self.suffix, query)
+        url = direct.url(self.raw_suffix, query)
         return await _forward(
             self.hub, self.incoming, self.request, direct.platform, self.method, url, body, hop
         )
@@ -177,7 +182,7 @@ class Call:
             id=uuid.uuid4().hex,
             module=self.facts.id,
             method=self.method,
-            suffix=self.suffix,
+            suffix=self.raw_suffix,
             query=self.query,
             body=self.body,
             content_type=self.incoming.get("content-type"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from enum import StrEnum
+from urllib.parse import unquote
 
 import msgspec
+from yarl import URL
 
 from hub.modules import ModuleFacts
 from hub.ocpi import headers
@@ -87,6 +89,40 @@ def check_sender(addressing: Addressing, platform: Platform) -> None:
         )
 
 
+def check_owner(
+    facts: ModuleFacts, interface: InterfaceRole, suffix: str, sender: tuple[str, str]
+) -> None:
+    """transport_and_format "Client Owned Object Push": on a RECEIVER interface the URL
+    names the object's owner, /{country_code}/{party_id}/...; through the hub only the owner
+    itself may use it (receivers cannot tell, since every party is in the hub's roles)."""
+    if not facts.client_owned or interface != InterfaceRole.RECEIVER:
+        return
+    parts = [p for p in suffix.split("/") if p]
+    owner = (parts[0].upper(), parts[1].upper()) if len(parts) >= 2 else None
+    if owner != sender:
+        named = "/".join(owner) if owner else "no /{country_code}/{party_id}"
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            f"{facts.id} objects are addressed under their owner's /country_code/party_id: "
+            f"{named} is not the OCPI-from party {'/'.join(sender)}",
+        )
+
+
+def raw_suffix(raw_path: str, decoded_suffix: str) -> str:
+    """The path after /ocpi/2.3.0/{module}/{interface} exactly as the requester encoded it,
+    to be forwarded as sent. Dot segments are refused: they would climb out of the
+    receiver's endpoint (a URL library resolves them, even percent-encoded)."""
+    segments = decoded_suffix.split("/")
+    if any(s in (".", "..") for s in segments) or any(
+        unquote(s) in (".", "..") for s in raw_path.split("/")
+    ):
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS, "path segments '.' and '..' are not allowed", 400
+        )
+    rest = raw_path.split("/")[5:]  # '', 'ocpi', '2.3.0', module, interface, ...
+    return "/" + "/".join(rest) if rest else ""
+
+
 class Direct(msgspec.Struct, frozen=True):
     """Forward to one receiving party's platform endpoint."""
 
@@ -101,9 +137,12 @@ class Direct(msgspec.Struct, frozen=True):
 def join_url(base: str, suffix: str, query: str = "") -> str:
     """The receiver's endpoint URL with the path after the hub's endpoint and the query.
 
-    Platforms differ in trailing slashes; exactly one slash joins the two parts.
+    Platforms differ in trailing slashes; exactly one slash joins the two parts. The result
+    must stay below the endpoint (defence in depth against path tricks).
     """
     url = base.rstrip("/") + "/" + suffix.lstrip("/") if suffix.strip("/") else base
+    if not URL(url).path.startswith(URL(base).path.rstrip("/")):
+        raise OcpiError(StatusCode.INVALID_PARAMETERS, "path leaves the endpoint", 400)
     return f"{url}?{query}" if query else url
 
 

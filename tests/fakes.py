@@ -45,6 +45,7 @@ class Received:
     headers: dict[str, str]  # lower-case names
     body: bytes
     token: str | None  # the credentials token, decoded as the platform expects it
+    raw_path: str = ""  # the path as sent, percent-encoding kept
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -178,6 +179,7 @@ class FakePlatform:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.read(),
             token=self._token(request.headers.get("Authorization")),
+            raw_path=request.raw_path.split("?")[0],
         )
         self.received.append(received)
         if received.token not in self.inbound_tokens:

@@ -392,7 +392,7 @@ async def test_4003_suspended_receiver_without_network_call(roaming: Roaming) ->
     roaming.cpo.received.clear()
     _response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
     assert body["status_code"] == 4003 and "SUSPENDED" in body["status_message"]
-    assert roaming.cpo.received == []
+    assert roaming.cpo.calls() == []
 
 
 async def test_4003_unreachable_receiver_quickly(roaming: Roaming) -> None:
@@ -799,3 +799,46 @@ async def test_every_response_url_is_proxied(
     assert [c.path for c in roaming.emsp.calls("/results/")] == [
         f"/results/{module}/{method}{suffix}"
     ]
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "/%2e%2e/credentials",
+        "/NL/CPA/%2E%2E/%2e%2e/%2e%2e/credentials",
+        "/../credentials",
+        "/a/./b",
+    ],
+)
+async def test_dot_segments_cannot_climb_out_of_the_endpoint(roaming: Roaming, suffix: str) -> None:
+    """A URL library resolves '..' (even %2e%2e): forwarded, it would reach the receiver's
+    credentials endpoint with the hub's token. Refused, nothing forwarded."""
+    from yarl import URL
+
+    url = URL(roaming.hub.endpoint("locations", "SENDER") + suffix, encoded=True)  # sent as is
+    headers = {
+        **roaming.emsp.hub_headers(),
+        "OCPI-from-country-code": "DE", "OCPI-from-party-id": "MSA",
+        "OCPI-to-country-code": "NL", "OCPI-to-party-id": "CPA",
+    }  # fmt: skip
+    async with roaming.http.get(url, headers=headers) as response:
+        assert response.status == 400
+        assert (await response.json())["status_code"] == 2001
+    assert roaming.cpo.calls() == []
+
+
+async def test_path_is_forwarded_as_encoded(roaming: Roaming) -> None:
+    """A token uid with an encoded slash or question mark stays one segment."""
+    await roaming.call(CPO, EMSP, "POST", "tokens", "SENDER", "/UID%2F1%3Fx/authorize", {})
+    (got,) = roaming.emsp.calls()
+    assert got.raw_path == "/ocpi/2.3.0/tokens/sender/UID%2F1%3Fx/authorize"
+    assert got.query == {}
+
+
+@pytest.mark.parametrize("suffix", ["/NL/CPB/LOC1", "/DE/MSA/LOC1", "/LOC1", ""])
+async def test_client_owned_url_must_name_the_sender(roaming: Roaming, suffix: str) -> None:
+    """transport_and_format "Client Owned Object Push": the CPO NL/CPA may push under its own
+    /NL/CPA/ only, not under another party's country_code/party_id."""
+    _, body = await roaming.call(CPO, EMSP, "PUT", "locations", "RECEIVER", suffix, {"id": "LOC1"})
+    assert body["status_code"] == 2001 and "OCPI-from party NL/CPA" in body["status_message"]
+    assert roaming.emsp.calls() == []
