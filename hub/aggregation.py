@@ -194,4 +194,5 @@ class GetAll:
             raise OcpiError(StatusCode.HUB_ERROR, "answer is not an OCPI list") from None
         if page.status_code != StatusCode.SUCCESS:
             raise OcpiError(StatusCode.HUB_ERROR, f"answered status_code {page.status_code}")
-        return page.data, int(total_header) if total_header.isdigit() else None
+        total = int(total_header) if total_header.isascii() and total_header.isdigit() else None
+        return page.data, total

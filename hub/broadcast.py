@@ -67,7 +67,8 @@ class Delivery(msgspec.Struct, frozen=True):
 
     @property
     def ok(self) -> bool:
-        return self.status_code == StatusCode.SUCCESS
+        """1xxx: success, custom success codes (19xx) included."""
+        return self.status_code is not None and 1000 <= self.status_code < 2000
 
 
 class Report(msgspec.Struct):

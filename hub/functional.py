@@ -206,7 +206,7 @@ class Call:
             return ocpi_response(None, status_message=message, headers=reply)
         party = f"{failed.country_code}/{failed.party_id}"
         raise OcpiError(
-            StatusCode(failed.status_code or StatusCode.HUB_ERROR),
+            failed.status_code or StatusCode.HUB_ERROR,
             f"broadcast {job.id}: delivery to {party} failed: {failed.error or failed.status_code}",
         )
 

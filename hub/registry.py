@@ -237,9 +237,11 @@ Mutation = Callable[[Platform | None, dict[PartyKey, str]], Platform]
 class Registry:
     """Reads through the snapshot; every write goes through :meth:`_commit`."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, reserved: tuple[str, str] = ("", "")) -> None:
         self.redis = redis
+        self.reserved = reserved  # the hub's own (country_code, party_id): no platform's
         self._snapshot: Snapshot | None = None
+        self._epoch = 0  # bumped by every invalidation
         self._loading: asyncio.Lock = asyncio.Lock()
         self._seen: dict[str, float] = {}
 
@@ -250,9 +252,13 @@ class Registry:
         if snapshot is not None:
             return snapshot
         async with self._loading:
-            if self._snapshot is None:
-                self._snapshot = await self._load()
-            return self._snapshot
+            if self._snapshot is not None:
+                return self._snapshot
+            epoch = self._epoch
+            loaded = await self._load()
+            if epoch == self._epoch:  # no invalidation arrived while loading: keep it
+                self._snapshot = loaded
+            return loaded
 
     async def _load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -263,6 +269,7 @@ class Registry:
         return Snapshot(int(generation or 0), platforms, parties)
 
     def invalidate(self) -> None:
+        self._epoch += 1
         self._snapshot = None
 
     async def refresh_if_stale(self) -> Snapshot:
@@ -283,23 +290,13 @@ class Registry:
         found = snapshot.by_header.get(header)
         if found is not None:
             return found
-        found = await self._authenticate(token_candidates(header))
-        current = self._snapshot
-        if found is not None and current is not None and len(current.by_header) < MEMO:
-            current.by_header[header] = found
-        return found
-
-    async def _authenticate(self, tokens: tuple[str, ...]) -> tuple[Platform, TokenKind] | None:
-        if not tokens:
-            return None
-        snapshot = await self.snapshot()
-        for token in tokens:
-            if found := snapshot.token(token):
-                return found
-        snapshot = await self.refresh_if_stale()
-        for token in tokens:
-            if found := snapshot.token(token):
-                return found
+        tokens = token_candidates(header)
+        for current in (snapshot, await self.refresh_if_stale()):
+            for token in tokens:
+                if found := current.token(token):
+                    if len(current.by_header) < MEMO:  # remembered where it was found
+                        current.by_header[header] = found
+                    return found
         return None
 
     async def get(self, platform_id: str) -> Platform | None:
@@ -460,11 +457,17 @@ class Registry:
     async def _check_claims(
         self, pipe: Any, platform: Platform, claims: dict[PartyKey, str]
     ) -> None:
-        """One party belongs to one platform; a suspended platform's parties may move."""
+        """One party belongs to one platform; a suspended platform's parties may move; the
+        hub's own identity belongs to no platform."""
         if platform.state == PlatformState.SUSPENDED:
             return
         seen: set[PartyKey] = set()
         for key in party_keys(platform.roles):
+            if key[:2] == self.reserved:
+                raise OcpiError(
+                    StatusCode.INVALID_PARAMETERS,
+                    f"party {key[0]}/{key[1]} is the hub's own identity",
+                )
             if key in seen:
                 raise OcpiError(
                     StatusCode.INVALID_PARAMETERS,

@@ -30,7 +30,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis: aioredis.Redis = connect(settings.redis_url)
-        self.registry = Registry(self.redis)
+        self.registry = Registry(self.redis, (settings.country_code, settings.party_id))
         self.relays = Relays(self.redis, settings.public_url)
         self.index = RoutingIndex(self.redis)
         self.http: aiohttp.ClientSession | None = None
@@ -72,7 +72,9 @@ class Runtime:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.forward_timeout),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Content-Type"),
+            # No Accept-Encoding of the hub's own: answers are relayed undecoded, so a
+            # forwarded request asks only for what its requester asked for.
+            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
         self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)

@@ -272,10 +272,12 @@ async def test_get_list_paginated(hub: RunningHub, http: aiohttp.ClientSession) 
             headers=reader.hub_headers(),
         ) as response:
             assert (await response.json())["data"] == []
-        async with http.get(
-            f"{hub.url}/ocpi/2.3.0/hubclientinfo?date_from=yesterday", headers=reader.hub_headers()
-        ) as response:
-            assert (await response.json())["status_code"] == 2001
+        for bad in ("date_from=yesterday", "offset=%C2%B2", "limit=-1"):
+            async with http.get(
+                f"{hub.url}/ocpi/2.3.0/hubclientinfo?{bad}", headers=reader.hub_headers()
+            ) as response:
+                assert response.status == 200, bad
+                assert (await response.json())["status_code"] == 2001, bad
 
 
 async def test_two_processes_push_each_change_once(

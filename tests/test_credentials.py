@@ -62,6 +62,7 @@ async def test_register_with_hub_as_receiver(hub: RunningHub, http: aiohttp.Clie
         expected = "Token " + base64.b64encode(token_b.encode()).decode()
         assert all(r.headers["authorization"] == expected for r in cpo.received)
         assert all(r.headers.get("x-request-id") for r in cpo.received)
+        assert not any("accept-encoding" in r.headers for r in cpo.received)  # no gzip asked
         assert not any(r.headers.get("ocpi-to-party-id") for r in cpo.received)
 
         # The hub's credentials: token C, its versions URL, hub_party_id, roles (2.3.0).
@@ -436,3 +437,12 @@ async def test_two_hub_processes_see_writes_at_once(
         await credentials_call(one, http, "DELETE", cpo.hub_token)
         async with http.get(two.versions_url, headers=cpo.hub_headers()) as r:
             assert r.status == 401
+
+
+async def test_the_hubs_own_party_is_nobodys(hub: RunningHub, http: aiohttp.ClientSession):
+    """OCPI-from = the hub means the hub itself (broadcasts): no platform may claim it."""
+    async with FakePlatform("Impostor", [("NL", "HUB", "OTHER"), CPO]) as impostor:
+        created = await hub.create_platform(http, "Impostor")
+        answer = await impostor.register(http, hub.versions_url, created["token_a"])
+        assert answer["status_code"] == 2001 and "NL/HUB" in answer["status_message"]
+        assert await admin_get(hub, http, "/admin/parties") == []

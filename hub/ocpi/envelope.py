@@ -26,7 +26,7 @@ class OcpiError(Exception):
 
     def __init__(
         self,
-        status_code: StatusCode,
+        status_code: int,
         message: str,
         http_status: int = 200,
         headers: Mapping[str, str] | None = None,

@@ -45,7 +45,7 @@ def parse_datetime(value: str | None, name: str) -> datetime | None:
 def _count(value: str | None, name: str, default: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise OcpiError(StatusCode.INVALID_PARAMETERS, f"{name} must be a whole number >= 0")
     return int(value)
 
