@@ -13,6 +13,7 @@ import asyncio
 import secrets
 from urllib.parse import urlencode
 
+import aiohttp
 import msgspec
 from starlette.responses import Response
 
@@ -27,7 +28,7 @@ from hub.runtime import Runtime
 from hub.store import PREFIX
 
 WALK_TTL = 3600
-UNKNOWN, SKIPPED = -1, -2
+UNKNOWN = -1
 
 
 class Source(msgspec.Struct):
@@ -38,6 +39,7 @@ class Source(msgspec.Struct):
     platform_id: str
     endpoint: str
     total: int = UNKNOWN
+    skipped: bool = False  # failed during the walk: left out, its place in the sequence kept
     error: str | None = None
 
     @property
@@ -82,7 +84,7 @@ class GetAll:
         )
         objects, skipped = await self._collect(walk, paging.offset, paging.limit, correlation_id)
         await self.hub.redis.set(f"{PREFIX}walk:{walk.id}", msgspec.json.encode(walk), ex=WALK_TTL)
-        total = sum(max(s.total, 0) for s in walk.sources)
+        total = sum(max(s.total, 0) for s in walk.sources)  # skipped sources keep their share
         headers = {
             "X-Total-Count": str(total),
             "X-Limit": str(paging.limit),
@@ -131,22 +133,32 @@ class GetAll:
     async def _collect(
         self, walk: Walk, offset: int, limit: int, correlation_id: str
     ) -> tuple[list[msgspec.Raw], list[Source]]:
-        """Objects offset..offset+limit of the merged sequence, then the totals still unknown."""
+        """Objects offset..offset+limit of the merged sequence, then the totals still unknown.
+
+        A source that failed keeps its place: the positions of its objects stay empty, so
+        the objects of the sources after it neither move nor repeat from page to page."""
         objects: list[msgspec.Raw] = []
+        holes = 0  # positions on this page that belong to failed sources
         before = 0  # objects of the sources ahead of this one
         for source in walk.sources:
-            if source.total == SKIPPED:
-                continue
-            need = limit - len(objects)
+            need = limit - len(objects) - holes
             start = max(0, offset - before)
-            if need > 0 and (source.total == UNKNOWN or start < source.total):
-                objects += await self._fetch(walk, source, start, need, correlation_id)
-            if source.total == UNKNOWN and need <= 0:
+            if (
+                not source.skipped
+                and need > 0
+                and (source.total == UNKNOWN or start < source.total)
+            ):
+                got = await self._fetch(walk, source, start, need, correlation_id)
+                objects += got
+                need -= len(got)
+            if source.skipped and need > 0 and start < source.total:
+                holes += min(need, source.total - start)
+            if source.total == UNKNOWN and need <= 0 and not source.skipped:
                 continue  # learned below, in parallel
             before += max(source.total, 0)
-        unknown = [s for s in walk.sources if s.total == UNKNOWN]
+        unknown = [s for s in walk.sources if s.total == UNKNOWN and not s.skipped]
         await asyncio.gather(*(self._fetch(walk, s, 0, 1, correlation_id) for s in unknown))
-        return objects, [s for s in walk.sources if s.total == SKIPPED]
+        return objects, [s for s in walk.sources if s.skipped]
 
     async def _fetch(
         self, walk: Walk, source: Source, start: int, need: int, correlation_id: str
@@ -163,7 +175,7 @@ class GetAll:
                     walk, source, join_url(source.endpoint, "", query), correlation_id
                 )
             except OcpiError as exc:
-                source.total, source.error = SKIPPED, exc.message
+                source.skipped, source.error = True, exc.message
                 return []
             source.total = total if total is not None else start + len(got) + len(data)
             got += data
@@ -186,6 +198,8 @@ class GetAll:
         try:
             body = await upstream.response.read()
             total_header = upstream.response.headers.get("X-Total-Count", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {exc}") from None
         finally:
             upstream.release()
         try:

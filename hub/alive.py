@@ -85,29 +85,32 @@ class AliveChecker:
         task.add_done_callback(self._tasks.discard)
 
     async def check(self, platform: Platform) -> None:
+        lease = f"{PREFIX}alive-lease:{platform.id}"
+        ttl_ms = int((self.timeout + 5) * 1000)  # outlives one check, not a crashed process
         try:
-            lease = f"{PREFIX}alive-lease:{platform.id}"
-            ttl_ms = int(max(self.interval, self.timeout + 1) * 1000)
             if not await self.redis.set(lease, "1", nx=True, px=ttl_ms):
-                return  # another process has it
-            await self.redis.hset(Keys.alive_checked, platform.id, str(time.time()))
-            client = PlatformClient(
-                self.session, platform.token_b or "", platform.raw_token, self.timeout
-            )
+                return  # another process is checking it right now
             try:
-                await client.call("GET", platform.versions_url or "", list[Version])
-            except OcpiError as exc:
-                await self.registry.set_status(
-                    platform.id,
-                    ConnectionStatus.OFFLINE,
-                    f"still-alive check failed: {exc.message}",
-                )
-                return
-            await self.registry.set_status(
-                platform.id, ConnectionStatus.CONNECTED, "still-alive check answered"
-            )
+                await self._check(platform)
+            finally:
+                await self.redis.delete(lease)
         finally:
             self._checking.discard(platform.id)
+
+    async def _check(self, platform: Platform) -> None:
+        """GET the platform's versions endpoint: OFFLINE on failure, CONNECTED on success."""
+        await self.redis.hset(Keys.alive_checked, platform.id, str(time.time()))
+        client = PlatformClient(
+            self.session, platform.token_b or "", platform.raw_token, self.timeout
+        )
+        try:
+            await client.call("GET", platform.versions_url or "", list[Version])
+        except OcpiError as exc:
+            cause = f"still-alive check failed: {exc.message}"
+            await self.registry.set_status(platform.id, ConnectionStatus.OFFLINE, cause)
+            return
+        cause = "still-alive check answered"
+        await self.registry.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

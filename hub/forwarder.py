@@ -23,7 +23,7 @@ from hub.ocpi.auth import authorization_header
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.registry import Platform
-from hub.relays import LOCATION_TTL, Hop, Link, Relays
+from hub.relays import LOCATION_TTL, Hop, Link, Origin, Relays, origin, origins
 
 log = get_logger(__name__)
 
@@ -68,8 +68,11 @@ def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[
 class Upstream:
     """A platform's answer with its headers read and its body not yet; holds one slot."""
 
-    def __init__(self, response: aiohttp.ClientResponse, slot: asyncio.Semaphore) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, slot: asyncio.Semaphore, target: Platform
+    ) -> None:
         self.response = response
+        self.target = target
         self._slot: asyncio.Semaphore | None = slot
 
     def release(self) -> None:
@@ -169,7 +172,7 @@ class Forwarder:
             raise OcpiError(
                 StatusCode.HUB_ERROR, f"forwarding failed: {exc or type(exc).__name__}"
             ) from None
-        return Upstream(response, slot)
+        return Upstream(response, slot, target)
 
     def _unreachable(self, target: Platform, reason: str) -> OcpiError:
         if self.on_unreachable is not None:
@@ -191,7 +194,7 @@ class Forwarder:
             if hop is not None and (
                 headers.LINK in response.headers or headers.LOCATION in response.headers
             ):
-                out += await self._rewrite_links(response, hop)
+                out += await self._rewrite_links(response, hop, origins(upstream.target.urls()))
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
             length = response.content_length
             if length is not None and length <= SMALL_BODY:
@@ -200,31 +203,43 @@ class Forwarder:
                 if not encoded:
                     _check_envelope(body)
                 out.append((b"content-length", str(len(body)).encode()))
-                return RelayedResponse(response.status, out, body, None)
+                return RelayedResponse(response.status, out, body, None, self.timeout)
             first = await _first_bytes(response)
             if not encoded and not first.lstrip().startswith(b"{"):
                 raise _not_ocpi()
             if length is not None:
                 out.append((b"content-length", str(length).encode()))
-            return RelayedResponse(response.status, out, first, upstream)
+            return RelayedResponse(response.status, out, first, upstream, self.timeout)
         except BaseException:
             upstream.release()
             raise
 
-    async def _rewrite_links(self, response: aiohttp.ClientResponse, hop: Hop) -> RawHeaders:
+    async def _rewrite_links(
+        self, response: aiohttp.ClientResponse, hop: Hop, allowed: frozenset[Origin]
+    ) -> RawHeaders:
         """transport_and_format "Pagination": a next link into the receiver's platform is
-        replaced by a hub URL that leads there for this requester only; likewise Location."""
+        replaced by a hub URL that leads there for this requester only; likewise Location.
+        A link to anywhere but the receiver's own hosts is dropped: no open proxy."""
         out: RawHeaders = []
         next_link = response.links.get("next")
-        if next_link is not None and str(next_link.get("url", "")):
-            hub_url = await self.relays.link(Link(hop, str(next_link["url"])))
+        target = str(next_link.get("url", "")) if next_link is not None else ""
+        if target and self._within(target, allowed):
+            hub_url = await self.relays.link(Link(hop, target))
             out.append((b"link", f'<{hub_url}>; rel="next"'.encode()))
         location = response.headers.get(headers.LOCATION, "").strip()
         if location:
             target = str(response.url.join(URL(location)))
-            hub_url = await self.relays.link(Link(hop, target), LOCATION_TTL)
-            out.append((b"location", hub_url.encode()))
+            if self._within(target, allowed):
+                hub_url = await self.relays.link(Link(hop, target), LOCATION_TTL)
+                out.append((b"location", hub_url.encode()))
         return out
+
+    @staticmethod
+    def _within(url: str, allowed: frozenset[Origin]) -> bool:
+        if origin(url) in allowed:
+            return True
+        log.warning("link to a host the platform never named dropped", url=url)
+        return False
 
 
 def _not_ocpi() -> OcpiError:
@@ -252,15 +267,23 @@ async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
 
 class RelayedResponse(Response):
     """The receiver's answer as it came: a small body at once, a large one chunk by chunk
-    (memory stays flat); headers are already raw."""
+    (memory stays flat); headers are already raw. A requester that stops reading gets
+    ``timeout`` seconds per chunk, then the connection closes and the platform's slot is
+    free again."""
 
     def __init__(
-        self, status: int, raw_headers: RawHeaders, first: bytes, upstream: Upstream | None
+        self,
+        status: int,
+        raw_headers: RawHeaders,
+        first: bytes,
+        upstream: Upstream | None,
+        timeout: float,
     ) -> None:
         self.status_code = status
         self.raw_headers = raw_headers
         self.first = first
         self.upstream = upstream
+        self.timeout = timeout
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -271,12 +294,16 @@ class RelayedResponse(Response):
             return
         try:
             if self.first:
-                await send({"type": "http.response.body", "body": self.first, "more_body": True})
+                await self._send(send, self.first)
             async for chunk in self.upstream.response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await self._send(send, chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("receiver's answer broke off while streaming", error=str(exc))
+            log.warning("streaming stopped: a side broke off or stopped reading", error=str(exc))
             raise
         finally:
             self.upstream.release()
+
+    async def _send(self, send: Send, chunk: bytes) -> None:
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        await asyncio.wait_for(send(message), self.timeout)

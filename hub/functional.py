@@ -26,7 +26,7 @@ from hub.ocpi.envelope import OcpiError, now, ocpi_response
 from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry import Platform, Snapshot
-from hub.relays import Hop, proxy_response_url
+from hub.relays import Hop, origins, proxy_response_url
 from hub.routing import (
     UNREACHABLE,
     WRITES,
@@ -160,7 +160,10 @@ class Call:
         body, query = self.body, self.query
         carrier = self.facts.response_url_carrier(self.interface, self.method)
         if carrier is not None:
-            body, query = await proxy_response_url(self.hub.relays, carrier, body, query, hop)
+            allowed = origins(self.platform.urls())
+            body, query = await proxy_response_url(
+                self.hub.relays, carrier, body, query, hop, allowed
+            )
         self._learn(receiver)
         url = direct.url(self.raw_suffix, query)
         return await _forward(

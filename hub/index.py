@@ -106,7 +106,15 @@ class RoutingIndex:
         return f"{PREFIX}index:{module}"
 
     async def learn(self, module: str, object_id: str, owner: tuple[str, str]) -> None:
-        value = ":".join(owner)
+        await self._learn(module, object_id, ":".join(owner))
+
+    async def learn_session(
+        self, session_id: str, cpo: tuple[str, str], emsp: tuple[str, str]
+    ) -> None:
+        await self._learn(ModuleID.SESSIONS, session_id, f"{':'.join(cpo)}|{':'.join(emsp)}")
+
+    async def _learn(self, module: str, object_id: str, value: str) -> None:
+        """First writer wins; a different value later marks the id ambiguous."""
         if self._seen(module, object_id, value):
             return
         key = self._key(module)
@@ -114,13 +122,6 @@ class RoutingIndex:
             current = await self.redis.hget(key, object_id)
             if current is not None and current.decode() not in (value, AMBIGUOUS):
                 await self.redis.hset(key, object_id, AMBIGUOUS)
-
-    async def learn_session(
-        self, session_id: str, cpo: tuple[str, str], emsp: tuple[str, str]
-    ) -> None:
-        await self.redis.hset(
-            self._key(ModuleID.SESSIONS), session_id, f"{':'.join(cpo)}|{':'.join(emsp)}"
-        )
 
     async def owners(self, lookup: Lookup) -> list[tuple[str, str]] | None:
         """The parties an id belongs to; None when unknown, [] when ambiguous."""

@@ -74,6 +74,10 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
                 return endpoint
         return None
 
+    def urls(self) -> list[str]:
+        """Every URL the platform gave the hub: its versions URL and its endpoints."""
+        return [u for u in (self.versions_url, *(e.url for e in self.endpoints)) if u]
+
     def public(self) -> dict[str, Any]:
         """The record as the admin API shows it: never a token."""
         return {
@@ -144,6 +148,7 @@ class Party(msgspec.Struct, frozen=True):
         return {f: getattr(self, f) for f in self.__struct_fields__}
 
 
+_STATE_ONLY = (ConnectionStatus.PLANNED, ConnectionStatus.SUSPENDED)
 _PLATFORM_STATUS = {
     PlatformState.REGISTERED: ConnectionStatus.CONNECTED,
     PlatformState.SUSPENDED: ConnectionStatus.SUSPENDED,
@@ -197,8 +202,9 @@ class Snapshot:
                     status=status,
                     last_updated=state.last_updated if state else platform.updated,
                 )
+        # Announced parties, and parties a platform dropped from its roles (SUSPENDED).
         for key, state in states.items():
-            if key not in self.parties and state.status == ConnectionStatus.PLANNED:
+            if key not in self.parties and state.status in _STATE_ONLY:
                 self.parties[key] = Party(
                     *key, None, state.name or "", state.status, state.last_updated
                 )

@@ -9,16 +9,20 @@ exactly one URL on behalf of exactly one platform: no open proxy.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 import redis.asyncio as aioredis
+from yarl import URL
 
 from hub.modules import Carrier
 from hub.ocpi.body import decode_request
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import InterfaceRole
+from hub.ocpi.status import StatusCode
 from hub.store import PREFIX
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -26,6 +30,18 @@ T = TypeVar("T", bound=msgspec.Struct)
 PAGE_TTL = 3600  # seconds a next-page link stays valid
 LOCATION_TTL = 30 * 24 * 3600  # a CDR Location is fetched days later
 CALLBACK_TTL = 24 * 3600  # a command's result; RESERVE_NOW lives until its expiry
+
+
+Origin = tuple[str, str, int | None]  # scheme, host, port
+
+
+def origin(url: str) -> Origin:
+    parsed = URL(url)
+    return (parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port)
+
+
+def origins(urls: Iterable[str]) -> frozenset[Origin]:
+    return frozenset(origin(u) for u in urls if u)
 
 
 class Hop(msgspec.Struct, frozen=True):
@@ -97,8 +113,23 @@ class Relays:
         return await self._get("callback", relay_id, Callback)
 
 
+def _check_response_url(url: str, allowed: frozenset[Origin]) -> None:
+    """The hub posts results only to the requester's own platform (no open relay)."""
+    if origin(url) not in allowed:
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            "response_url must point at the requesting platform (the host of its versions "
+            "or module endpoints)",
+        )
+
+
 async def proxy_response_url(
-    relays: Relays, carrier: Carrier, body: bytes, query: str, hop: Hop
+    relays: Relays,
+    carrier: Carrier,
+    body: bytes,
+    query: str,
+    hop: Hop,
+    allowed: frozenset[Origin],
 ) -> tuple[bytes, str]:
     """Put a hub callback URL where the requester's ``response_url`` was (body or query).
 
@@ -110,6 +141,7 @@ async def proxy_response_url(
         original = next((v for k, v in pairs if k == "response_url"), None)
         if original is None:
             return body, query
+        _check_response_url(original, allowed)
         hub_url = await relays.callback(Callback(hop, original))
         pairs = [(k, hub_url if k == "response_url" else v) for k, v in pairs]
         return body, urlencode(pairs)
@@ -117,6 +149,7 @@ async def proxy_response_url(
     original = document.get("response_url")
     if not isinstance(original, str):
         return body, query
+    _check_response_url(original, allowed)
     document["response_url"] = await relays.callback(
         Callback(hop, original), _callback_ttl(document.get("expiry_date"))
     )

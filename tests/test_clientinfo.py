@@ -321,3 +321,28 @@ async def test_operator_and_platform_agree(hub: RunningHub, http: aiohttp.Client
         ) as r:
             listed = {i["party_id"]: i["status"] for i in (await r.json())["data"]}
         assert {p: listed[p] for p in ("CPA", "MSA")} == {p: operator[p] for p in ("CPA", "MSA")}
+
+
+async def test_party_dropped_by_a_credentials_update_is_suspended(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """mod_hub_client_info "Push model": an invalidated ClientInfo is pushed as SUSPENDED."""
+    async with (
+        FakePlatform("Watcher", WATCHER, ALL_MODULES) as watcher,
+        FakePlatform("CPO Co", [*CPO, ("NL", "CPX", "CPO")], ALL_MODULES) as cpo,
+    ):
+        await register(hub, http, watcher)
+        await register(hub, http, cpo)
+        await until(lambda: watcher.status_of("NL", "CPX") == "CONNECTED")
+        cpo.parties = CPO  # the platform no longer hosts NL/CPX
+        token_b = "fake-b-update"
+        cpo.inbound_tokens.add(token_b)
+        async with http.put(
+            f"{hub.url}/ocpi/2.3.0/credentials",
+            json=cpo.credentials(token_b),
+            headers=cpo.hub_headers(),
+        ) as response:
+            assert (await response.json())["status_code"] == 1000
+        await until(lambda: watcher.status_of("NL", "CPX") == "SUSPENDED")
+        assert (await admin_parties(hub, http))["CPX"] == "SUSPENDED"
+        assert watcher.status_of("NL", "CPA") == "CONNECTED"

@@ -156,3 +156,29 @@ async def test_bad_paging_parameters(
     async with http.get(url, headers=headers_of(cpos[2], ("DE", "MSA"))) as response:
         body = await response.json()
     assert body["status_code"] == 2001 and "offset" in body["status_message"]
+
+
+async def test_party_failing_mid_walk_neither_shifts_nor_repeats_the_others(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    """CPO A fails after the first page: its places stay empty, every object of CPO B comes
+    exactly once, and the totals stay as the walk began."""
+    cpo_a, _, emsp, _ = cpos
+    headers = headers_of(emsp, ("DE", "MSA"))
+    url: str | None = f"{hub.endpoint('locations', 'SENDER')}?limit=2"
+    seen: list[str] = []
+    messages: list[str] = []
+    for page in range(10):
+        if url is None:
+            break
+        if page == 1:
+            await cpo_a.stop()
+        async with http.get(url, headers=headers) as response:
+            body = await response.json()
+            assert response.headers["X-Total-Count"] == "7"
+            link = response.headers.get("Link")
+        seen += [o["id"] for o in body["data"]]
+        messages.append(body.get("status_message") or "")
+        url = link[1 : link.index(">")] if link else None
+    assert seen == ["CPA-0", "CPA-1", "CPB-0", "CPB-1", "CPB-2", "CPB-3"]
+    assert all("NL/CPA" in m for m in messages[1:])

@@ -221,3 +221,24 @@ async def test_id_known_from_two_owners_is_not_guessed(
 
         await asyncio.sleep(0.02)
     assert body["status_code"] == 4001 and "more than one party" in body["status_message"]
+
+
+async def test_session_id_of_two_cpos_is_not_guessed(
+    hub: RunningHub, http: aiohttp.ClientSession, platforms: tuple[FakePlatform, ...]
+) -> None:
+    """Session ids are unique per CPO only: one pushed by two CPOs is ambiguous."""
+    cpo_a, cpo_b, emsp_a, _ = platforms
+    for cpo, party in ((cpo_a, "CPA"), (cpo_b, "CPB")):
+        await call(
+            hub, http, cpo, "PUT", "sessions", "receiver", f"/NL/{party}/1234", {}, ("DE", "MSA")
+        )
+    for _ in range(50):
+        _, body = await call(
+            hub, http, emsp_a, "PUT", "sessions", "sender", "/1234/charging_preferences", {}
+        )
+        if "more than one party" in (body.get("status_message") or ""):
+            break
+        import asyncio
+
+        await asyncio.sleep(0.02)
+    assert body["status_code"] == 4001 and "session 1234" in body["status_message"]

@@ -103,7 +103,7 @@ CALLS = [
         "RECEIVER",
         "/S1",
         "",
-        {"charging_profile": {}, "response_url": "http://127.0.0.1:9/x"},
+        {"charging_profile": {}, "response_url": "SENDER/x"},
     ),
     (
         CPO,
@@ -123,7 +123,7 @@ CALLS = [
         "RECEIVER",
         "/STOP_SESSION",
         "",
-        {"session_id": "S1", "response_url": "http://127.0.0.1:9/r"},
+        {"session_id": "S1", "response_url": "SENDER/r"},
     ),
     (EMSP, CPO, "GET", "locations", "SENDER", "/LOC1/EVSE1", "", None),
     (
@@ -204,6 +204,8 @@ async def test_routed_call_reaches_receiver_as_spec_says(
         return ocpi({"echo": received.path}, 1000, 200, **{"X-Total-Count": "7", "X-Limit": "5"})
 
     target.handler = answer
+    if isinstance(body, dict) and str(body.get("response_url", "")).startswith("SENDER/"):
+        body = {**body, "response_url": roaming.platform(sender).url + body["response_url"][6:]}
     response, answered = await roaming.call(
         sender, receiver, method, module, interface, suffix, body, query
     )
@@ -842,3 +844,29 @@ async def test_client_owned_url_must_name_the_sender(roaming: Roaming, suffix: s
     _, body = await roaming.call(CPO, EMSP, "PUT", "locations", "RECEIVER", suffix, {"id": "LOC1"})
     assert body["status_code"] == 2001 and "OCPI-from party NL/CPA" in body["status_message"]
     assert roaming.emsp.calls() == []
+
+
+async def test_response_url_must_point_at_the_requester(roaming: Roaming) -> None:
+    """The hub relays results only to the requesting platform, never to a URL elsewhere."""
+    command = {"session_id": "S1", "response_url": f"{roaming.ptp.url}/r"}
+    _, body = await roaming.call(
+        EMSP, CPO, "POST", "commands", "RECEIVER", "/STOP_SESSION", command
+    )
+    assert body["status_code"] == 2001 and "response_url" in body["status_message"]
+    assert roaming.cpo.calls() == []
+
+
+async def test_links_to_other_hosts_are_dropped(roaming: Roaming) -> None:
+    """A next link or Location that leaves the receiver's own hosts is not handed out."""
+
+    async def elsewhere(received: Received, request: web.Request) -> web.StreamResponse:
+        return ocpi(
+            [],
+            Link=f'<{roaming.ptp.url}/internal?offset=2>; rel="next"',
+            Location="http://10.0.0.1/x",
+        )
+
+    roaming.cpo.handler = elsewhere
+    response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
+    assert body["status_code"] == 1000
+    assert "Link" not in response.headers and "Location" not in response.headers

@@ -1,0 +1,62 @@
+"""The cross-process work queue on a real Redis: once per entry, takeover, no endless retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from hub.workqueue import MAX_ATTEMPTS, Fields, WorkQueue
+
+
+async def test_each_entry_runs_once_across_consumers(redis: aioredis.Redis) -> None:
+    seen: list[bytes] = []
+
+    async def handle(fields: Fields) -> None:
+        seen.append(fields[b"n"])
+
+    queues = [WorkQueue(redis, "{hub}:test-queue", "g", handle, 5.0) for _ in range(3)]
+    tasks = [asyncio.create_task(q.run()) for q in queues]
+    try:
+        await asyncio.sleep(0.1)
+        for n in range(30):
+            await redis.xadd("{hub}:test-queue", {"n": str(n)})
+        for _ in range(200):
+            if len(seen) >= 30:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert sorted(int(n) for n in seen) == list(range(30))
+    assert await redis.xlen("{hub}:test-queue") == 0
+
+
+async def test_failing_entry_is_given_up_after_max_attempts(redis: aioredis.Redis) -> None:
+    attempts = 0
+
+    async def always_fails(fields: Fields) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("cannot do this")
+
+    queue = WorkQueue(redis, "{hub}:test-poison", "g", always_fails, 0.05)
+    task = asyncio.create_task(queue.run())
+    try:
+        await asyncio.sleep(0.1)
+        await redis.xadd("{hub}:test-poison", {"n": "1"})
+        for _ in range(200):
+            if await redis.xlen("{hub}:test-poison") == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await redis.xlen("{hub}:test-poison") == 0, "dropped, not retried forever"
+    assert attempts == MAX_ATTEMPTS
