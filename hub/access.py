@@ -22,16 +22,19 @@ class AdminError(Exception):
         self.message = message
 
 
-async def authenticate(request: Request, allow_token_a: bool = False) -> Platform:
-    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials."""
-    header = request.headers.get(headers.AUTHORIZATION)
-    if not token_candidates(header):
-        raise OcpiError(
-            StatusCode.CLIENT_ERROR, "missing Authorization: Token <credentials token>", 401
-        )
+async def authenticate(
+    request: Request, allow_token_a: bool = False, header: str | None = None
+) -> Platform:
+    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials.
+    ``header``: the Authorization value when the caller has decoded the headers already."""
+    header = header if header is not None else request.headers.get(headers.AUTHORIZATION)
     hub = runtime(request)
     found = await hub.registry.authenticate(header)
     if found is None:
+        if not token_candidates(header):
+            raise OcpiError(
+                StatusCode.CLIENT_ERROR, "missing Authorization: Token <credentials token>", 401
+            )
         raise OcpiError(StatusCode.CLIENT_ERROR, "unknown credentials token", 401)
     platform, kind = found
     if kind == TokenKind.REGISTRATION and not allow_token_a:

@@ -61,7 +61,8 @@ async def module_endpoint(request: Request) -> Response:
     facts = module_facts(request.path_params["module"])
     if interface is None or facts.id in _CONFIGURATION:
         raise _not_found(request)
-    platform = await authenticate(request)
+    incoming = request_headers(request)
+    platform = await authenticate(request, header=incoming.get("authorization", ""))
     hub = runtime(request)
     snapshot = await hub.registry.snapshot()
     if facts.custom and not _advertised(snapshot, facts.id):
@@ -75,7 +76,6 @@ async def module_endpoint(request: Request) -> Response:
             405,
             headers={"Allow": allowed},
         )
-    incoming = request_headers(request)
     addressing = parse_addressing(incoming)
     try:
         check_sender(addressing, platform)

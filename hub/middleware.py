@@ -64,12 +64,8 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                kept = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in (b"x-request-id", b"x-correlation-id")
-                ]
-                message["headers"] = kept + id_headers
+                # No route sets these itself (the forwarder drops the receiver's).
+                message["headers"] = [*message.get("headers", []), *id_headers]
             await send(message)
 
         if content_length > self.max_body_bytes:
