@@ -242,6 +242,19 @@ class FakePlatform:
     def hub_headers(self, token: str | None = None) -> dict[str, str]:
         return token_header(token or self.hub_token or "", self.raw_token)
 
+    def routed(self, to: tuple[str, str] | None, sender: tuple[str, str] | None = None) -> dict:
+        """Headers of a functional-module request from one of our parties (the first unless
+        ``sender``), to ``to`` (None: an open routing request)."""
+        country_code, party_id = sender or self.parties[0][:2]
+        out = {
+            **self.hub_headers(),
+            "OCPI-from-country-code": country_code,
+            "OCPI-from-party-id": party_id,
+        }
+        if to is not None:
+            out.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+        return out
+
     def issue_token_a(self) -> str:
         """The token A this platform hands the hub operator for a hub-as-Sender connect."""
         token = "fake-a-" + secrets.token_hex(16)

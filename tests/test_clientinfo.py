@@ -112,11 +112,7 @@ async def test_planned_party(hub: RunningHub, http: aiohttp.ClientSession) -> No
         await until(lambda: watcher.status_of("FR", "PLN") == "PLANNED")
         assert (await admin_parties(hub, http))["PLN"] == "PLANNED"
 
-        headers = {
-            **watcher.hub_headers(),
-            "OCPI-from-country-code": "BE", "OCPI-from-party-id": "WAT",
-            "OCPI-to-country-code": "FR", "OCPI-to-party-id": "PLN",
-        }  # fmt: skip
+        headers = watcher.routed(("FR", "PLN"))
         async with http.get(f"{hub.url}/ocpi/2.3.0/locations/sender", headers=headers) as r:
             body = await r.json()
         assert body["status_code"] == 4003 and "PLANNED" in body["status_message"]
@@ -151,11 +147,7 @@ async def test_offline_and_back(hub_factory: HubFactory, http: aiohttp.ClientSes
         assert (await admin_parties(hub, http))["CPA"] == "OFFLINE"
 
         # OFFLINE parties are still tried (they may be back): here it is down, so 4003.
-        headers = {
-            **watcher.hub_headers(),
-            "OCPI-from-country-code": "BE", "OCPI-from-party-id": "WAT",
-            "OCPI-to-country-code": "NL", "OCPI-to-party-id": "CPA",
-        }  # fmt: skip
+        headers = watcher.routed(("NL", "CPA"))
         async with http.get(f"{hub.url}/ocpi/2.3.0/locations/sender", headers=headers) as r:
             assert (await r.json())["status_code"] == 4003
 
@@ -200,11 +192,7 @@ async def test_unreachable_receiver_is_evidence(
         await register(hub, http, watcher)
         await register(hub, http, cpo)
         await cpo.stop()
-        headers = {
-            **watcher.hub_headers(),
-            "OCPI-from-country-code": "BE", "OCPI-from-party-id": "WAT",
-            "OCPI-to-country-code": "NL", "OCPI-to-party-id": "CPA",
-        }  # fmt: skip
+        headers = watcher.routed(("NL", "CPA"))
         async with http.get(f"{hub.url}/ocpi/2.3.0/locations/sender", headers=headers) as r:
             assert (await r.json())["status_code"] == 4003
         await until(lambda: watcher.status_of("NL", "CPA") == "OFFLINE")

@@ -56,13 +56,7 @@ async def cpos(
 
 
 def headers_of(platform: FakePlatform, party: tuple[str, str]) -> dict[str, str]:
-    return {
-        **platform.hub_headers(),
-        "OCPI-from-country-code": party[0],
-        "OCPI-from-party-id": party[1],
-        "OCPI-to-country-code": "NL",
-        "OCPI-to-party-id": "HUB",
-    }
+    return platform.routed(("NL", "HUB"), party)
 
 
 async def test_walk_merges_all_cpos_with_totals_and_links(
@@ -128,7 +122,11 @@ async def test_failing_party_is_skipped_and_named(
     hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
 ) -> None:
     _, cpo_b, emsp, _ = cpos
-    await cpo_b.stop()
+
+    async def broken(received: Received, request: web.Request) -> web.StreamResponse:
+        return ocpi(None, 3000, 500)  # answers (stays CONNECTED), but fails
+
+    cpo_b.handler = broken
     url = f"{hub.endpoint('locations', 'SENDER')}?limit=10"
     async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
         body = await response.json()

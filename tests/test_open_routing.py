@@ -39,14 +39,7 @@ async def call(
     body: Any = None,
     to: tuple[str, str] | None = None,
 ) -> tuple[aiohttp.ClientResponse, dict[str, Any]]:
-    country_code, party_id, _ = sender.parties[0]
-    headers = {
-        **sender.hub_headers(),
-        "OCPI-from-country-code": country_code,
-        "OCPI-from-party-id": party_id,
-    }
-    if to:
-        headers.update({"OCPI-to-country-code": to[0], "OCPI-to-party-id": to[1]})
+    headers = sender.routed(to)
     url = f"{hub.url}/ocpi/2.3.0/{module}/{interface}{suffix}"
     async with http.request(method, url, json=body, headers=headers) as response:
         return response, await response.json()

@@ -50,16 +50,11 @@ class Roaming:
         url: str | None = None,
     ) -> tuple[aiohttp.ClientResponse, Any]:
         headers = {
-            **self.platform(sender).hub_headers(),
-            "OCPI-from-country-code": sender[0],
-            "OCPI-from-party-id": sender[1],
+            **self.platform(sender).routed(receiver, sender),
             "X-Request-ID": "req-" + uuid.uuid4().hex,
             "X-Correlation-ID": "corr-" + uuid.uuid4().hex,
             **(extra or {}),
         }
-        if receiver is not None:
-            headers["OCPI-to-country-code"] = receiver[0]
-            headers["OCPI-to-party-id"] = receiver[1]
         target = url or self.hub.endpoint(module, interface) + suffix + (
             f"?{query}" if query else ""
         )
@@ -254,14 +249,7 @@ async def test_body_forwarded_byte_for_byte(roaming: Roaming) -> None:
         b'{"id":"LOC1","z":1.50,"a":[],'
         b'"last_updated":"2020-02-02T02:02:02.123Z" ,"extra":{"k":1e3}}'
     )
-    headers = {
-        **roaming.cpo.hub_headers(),
-        "Content-Type": "application/json",
-        "OCPI-from-country-code": "NL",
-        "OCPI-from-party-id": "CPA",
-        "OCPI-to-country-code": "DE",
-        "OCPI-to-party-id": "MSA",
-    }
+    headers = {**roaming.cpo.routed(EMSP), "Content-Type": "application/json"}
     url = roaming.hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC1"
     async with roaming.http.put(url, data=raw, headers=headers) as response:
         assert response.status == 200
@@ -459,14 +447,7 @@ async def test_4000_answer_that_is_not_ocpi(roaming: Roaming) -> None:
 
 
 async def test_invalid_json_body_is_400_and_not_forwarded(roaming: Roaming) -> None:
-    headers = {
-        **roaming.cpo.hub_headers(),
-        "Content-Type": "application/json",
-        "OCPI-from-country-code": "NL",
-        "OCPI-from-party-id": "CPA",
-        "OCPI-to-country-code": "DE",
-        "OCPI-to-party-id": "MSA",
-    }
+    headers = {**roaming.cpo.routed(EMSP), "Content-Type": "application/json"}
     url = roaming.hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC1"
     async with roaming.http.put(url, data=b'{"id": "LOC1",', headers=headers) as response:
         assert response.status == 400
@@ -666,13 +647,7 @@ async def test_twenty_megabyte_page_streams(roaming: Roaming) -> None:
         return response
 
     roaming.cpo.handler = big
-    headers = {
-        **roaming.emsp.hub_headers(),
-        "OCPI-from-country-code": "DE",
-        "OCPI-from-party-id": "MSA",
-        "OCPI-to-country-code": "NL",
-        "OCPI-to-party-id": "CPA",
-    }
+    headers = roaming.emsp.routed(CPO)
     digest, size = hashlib.sha256(), 0
     tracemalloc.start()
     tracemalloc.reset_peak()
@@ -818,11 +793,7 @@ async def test_dot_segments_cannot_climb_out_of_the_endpoint(roaming: Roaming, s
     from yarl import URL
 
     url = URL(roaming.hub.endpoint("locations", "SENDER") + suffix, encoded=True)  # sent as is
-    headers = {
-        **roaming.emsp.hub_headers(),
-        "OCPI-from-country-code": "DE", "OCPI-from-party-id": "MSA",
-        "OCPI-to-country-code": "NL", "OCPI-to-party-id": "CPA",
-    }  # fmt: skip
+    headers = roaming.emsp.routed(("NL", "CPA"))
     async with roaming.http.get(url, headers=headers) as response:
         assert response.status == 400
         assert (await response.json())["status_code"] == 2001
