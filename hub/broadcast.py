@@ -185,7 +185,9 @@ class Broadcaster:
         status_code = http_status = None
         error = None
         try:
-            upstream = await self.forwarder.call(platform, job.method, url, out, job.body)
+            upstream = await self.forwarder.call(
+                platform, job.method, url, out, job.body, background=True
+            )
             try:
                 http_status = upstream.response.status
                 status_code = status_code_of(await upstream.response.read())

@@ -102,7 +102,9 @@ class ClientInfoPusher:
                 {"Content-Type": "application/json"}, platform, str(uuid.uuid4()), {}
             )
             try:
-                upstream = await self.forwarder.call(platform, "PUT", url, out, body)
+                upstream = await self.forwarder.call(
+                    platform, "PUT", url, out, body, background=True
+                )
                 try:
                     status_code = status_code_of(await upstream.response.read())
                 finally:

@@ -92,7 +92,9 @@ class Forwarder:
         self.relays = relays
         self.timeout = settings.forward_timeout
         self.concurrency = settings.platform_concurrency
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        # Per platform and lane: requests routed for a requester, and the hub's own
+        # background deliveries (broadcasts, ClientInfo), which must not crowd them out.
+        self._slots: dict[tuple[str, bool], asyncio.Semaphore] = {}
         self._authorization: dict[tuple[str, bool], str] = {}
         # Told when a platform cannot be connected to: evidence for a still-alive check.
         self.on_unreachable: Callable[[Platform], None] | None = None
@@ -128,13 +130,19 @@ class Forwarder:
         return value
 
     async def call(
-        self, target: Platform, method: str, url: str, out: Mapping[str, str], body: bytes | None
+        self,
+        target: Platform,
+        method: str,
+        url: str,
+        out: Mapping[str, str],
+        body: bytes | None,
+        background: bool = False,
     ) -> Upstream:
         """Send and wait for the answer's headers. Waiting for one of the target platform's
         connection slots, connecting, and waiting for the answer each get FORWARD_TIMEOUT."""
-        slot = self._slots.get(target.id)
+        slot = self._slots.get((target.id, background))
         if slot is None:
-            slot = self._slots[target.id] = asyncio.Semaphore(self.concurrency)
+            slot = self._slots[(target.id, background)] = asyncio.Semaphore(self.concurrency)
         if slot.locked():
             try:
                 await asyncio.wait_for(slot.acquire(), self.timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -325,3 +326,35 @@ async def test_broadcast_survives_the_process_that_accepted_it(
     finally:
         if not killed:
             await asyncio.to_thread(doomed.stop)
+
+
+async def test_broadcast_does_not_crowd_out_routed_requests(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    """Background deliveries have their own connection slots per platform: broadcasts stuck
+    on a slow receiver leave routed requests to that platform going through."""
+    async with (
+        hub_factory(platform_concurrency=2, forward_timeout=3.0) as hub,
+        network_of(hub, http) as network,
+    ):
+        release = asyncio.Event()
+
+        async def slow_pushes(received: Received, request: web.Request) -> web.StreamResponse:
+            if received.method == "PUT":
+                await release.wait()
+            return ocpi({"id": "LOC1"})
+
+        network.emsp_a.handler = slow_pushes
+        try:
+            for location in ("LOC1", "LOC2"):  # two deliveries fill the lane of 2
+                body = {**LOCATION, "id": location}
+                await network.push(network.cpo_a, "PUT", "locations", f"/NL/CPA/{location}", body)
+            await until(lambda: len(network.emsp_a.calls(method="PUT")) == 2)
+            began = time.monotonic()
+            _, answer = await network.push(
+                network.cpo_a, "GET", "locations", "/NL/CPA/LOC1", to=("DE", "MSA")
+            )
+            assert answer["status_code"] == 1000 and answer["data"] == {"id": "LOC1"}
+            assert time.monotonic() - began < 1.0, "waited for the broadcast's slots"
+        finally:
+            release.set()
