@@ -13,7 +13,6 @@ import asyncio
 import secrets
 from urllib.parse import urlencode
 
-import aiohttp
 import msgspec
 from starlette.responses import Response
 
@@ -194,14 +193,8 @@ class GetAll:
         out = forwarder.outgoing_headers(
             {}, platform, correlation_id, routing_headers(walk.requester, source.party)
         )
-        upstream = await forwarder.call(platform, "GET", url, out, None)
-        try:
-            body = await upstream.response.read()
-            total_header = upstream.response.headers.get("X-Total-Count", "")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {exc}") from None
-        finally:
-            upstream.release()
+        _, answer_headers, body = await forwarder.fetch(platform, "GET", url, out, None)
+        total_header = answer_headers.get("X-Total-Count", "")
         try:
             page = _page.decode(body)
         except msgspec.DecodeError:

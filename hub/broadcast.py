@@ -185,16 +185,12 @@ class Broadcaster:
         status_code = http_status = None
         error = None
         try:
-            upstream = await self.forwarder.call(
+            http_status, _, answer = await self.forwarder.fetch(
                 platform, job.method, url, out, job.body, background=True
             )
-            try:
-                http_status = upstream.response.status
-                status_code = status_code_of(await upstream.response.read())
-            except msgspec.DecodeError:
-                status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
-            finally:
-                upstream.release()
+            status_code = status_code_of(answer)
+        except msgspec.DecodeError:
+            status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
         except OcpiError as exc:
             status_code, error = exc.status_code, exc.message
         except Exception as exc:  # a broken answer must not stop the other deliveries

@@ -8,7 +8,6 @@ expected endpoints are missing.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any, TypeVar
 
 import aiohttp
@@ -59,12 +58,12 @@ class PlatformClient:
         self.session = session
         self.authorization = authorization_header(token, raw_token)
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.correlation_id = correlation_id or str(uuid.uuid4())
+        self.correlation_id = correlation_id or headers.new_message_id()
 
     def _headers(self) -> dict[str, str]:
         return {
             "Authorization": self.authorization,
-            headers.REQUEST_ID: str(uuid.uuid4()),
+            headers.REQUEST_ID: headers.new_message_id(),
             headers.CORRELATION_ID: self.correlation_id,
         }
 

@@ -10,7 +10,6 @@ state. A newly registered platform first gets the ClientInfo of every party it c
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import msgspec
 
@@ -18,6 +17,7 @@ from hub.config import Settings
 from hub.forwarder import Forwarder
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, status_code_of
+from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry import Party, Platform, Registry, Snapshot, parse_party_field
@@ -99,16 +99,13 @@ class ClientInfoPusher:
         for delay in (0.0, *RETRIES):
             await asyncio.sleep(delay)
             out = self.forwarder.outgoing_headers(
-                {"Content-Type": "application/json"}, platform, str(uuid.uuid4()), {}
+                {"Content-Type": "application/json"}, platform, new_message_id(), {}
             )
             try:
-                upstream = await self.forwarder.call(
+                _, _, answer = await self.forwarder.fetch(
                     platform, "PUT", url, out, body, background=True
                 )
-                try:
-                    status_code = status_code_of(await upstream.response.read())
-                finally:
-                    upstream.release()
+                status_code = status_code_of(answer)
                 if status_code == StatusCode.SUCCESS:
                     return
                 error = f"status_code {status_code}"

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
@@ -181,6 +182,27 @@ class Forwarder:
                 StatusCode.HUB_ERROR, f"forwarding failed: {exc or type(exc).__name__}"
             ) from None
         return Upstream(response, slot, target)
+
+    async def fetch(
+        self,
+        target: Platform,
+        method: str,
+        url: str,
+        out: Mapping[str, str],
+        body: bytes | None,
+        background: bool = False,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """A whole answer, for the hub's own calls (broadcasts, ClientInfo, GET All pages):
+        HTTP status, headers, body. An answer that breaks off is 4002."""
+        upstream = await self.call(target, method, url, out, body, background)
+        try:
+            response = upstream.response
+            return response.status, response.headers, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {reason}") from None
+        finally:
+            upstream.release()
 
     def _unreachable(self, target: Platform, reason: str) -> OcpiError:
         if self.on_unreachable is not None:
