@@ -129,12 +129,4 @@ async def closed_loop(
 
 async def fixed_count(call: Call, concurrency: int, count: int, seconds: float) -> Run:
     """Exactly ``count`` requests (unless ``seconds`` run out first), no warm-up."""
-    async with session(concurrency) as http:
-        run = Run(concurrency)
-        began = time.perf_counter()
-        await asyncio.gather(
-            *(_loop(http, call, run, began + seconds, count) for _ in range(concurrency))
-        )
-        run.elapsed = time.perf_counter() - began
-    run.latencies.sort()
-    return run
+    return await closed_loop(call, concurrency, seconds, count, warmup=0)
