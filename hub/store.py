@@ -27,6 +27,17 @@ class Keys:
 
 
 def connect(url: str) -> aioredis.Redis:
+    """The hub's Redis client.
+
+    ``socket_timeout`` stays off on purpose. redis-py 8 defaults it to 5 s, and with it set,
+    every command is sent under ``asyncio.wait_for``. On Python 3.11, ``wait_for`` returns
+    normally when a cancel and the send complete at the same moment, so the cancel is lost.
+    A background loop cancelled at shutdown then runs on, and the process hangs on exit.
+    """
     return aioredis.Redis.from_url(
-        url, socket_connect_timeout=5, health_check_interval=30, decode_responses=False
+        url,
+        socket_connect_timeout=5,
+        socket_timeout=None,
+        health_check_interval=30,
+        decode_responses=False,
     )
