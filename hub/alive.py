@@ -17,6 +17,7 @@ import zlib
 import aiohttp
 import redis.asyncio as aioredis
 
+from hub.background import cancel_and_wait
 from hub.client import PlatformClient
 from hub.config import Settings
 from hub.logs import get_logger
@@ -112,6 +113,5 @@ class AliveChecker:
         cause = "still-alive check answered"
         await self.registry.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+    async def stop(self, grace: float) -> None:
+        await cancel_and_wait(self._tasks, grace)

@@ -146,7 +146,8 @@ class Forwarder:
             slot = self._slots[(target.id, background)] = asyncio.Semaphore(self.concurrency)
         if slot.locked():
             try:
-                await asyncio.wait_for(slot.acquire(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await slot.acquire()
             except TimeoutError:
                 raise OcpiError(
                     StatusCode.FORWARD_TIMEOUT,
@@ -336,4 +337,5 @@ class RelayedResponse(Response):
 
     async def _send(self, send: Send, chunk: bytes) -> None:
         message = {"type": "http.response.body", "body": chunk, "more_body": True}
-        await asyncio.wait_for(send(message), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await send(message)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -12,6 +11,7 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from hub.alive import AliveChecker
+from hub.background import cancel_and_wait
 from hub.broadcast import Broadcaster
 from hub.clientinfo import ClientInfoPusher
 from hub.config import Settings
@@ -22,6 +22,7 @@ from hub.ocpi.models import ConnectionStatus
 from hub.registry import Registry
 from hub.relays import Relays
 from hub.store import connect
+from hub.workqueue import WorkQueue
 
 log = get_logger(__name__)
 
@@ -40,6 +41,9 @@ class Runtime:
         self._reviving: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._detached: set[asyncio.Task[None]] = set()
+        self._queues: list[WorkQueue] = []
+        # How long shutdown waits for each group of background tasks to end.
+        self.stop_grace = 5.0
 
     @property
     def versions_url(self) -> str:
@@ -83,7 +87,8 @@ class Runtime:
         self._forwarder.on_unreachable = self._alive.check_soon
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
-        await asyncio.wait_for(ready.wait(), 10)
+        async with asyncio.timeout(10):
+            await ready.wait()
         self._queues = [self._broadcaster.queue, pusher.queue]
         for queue in self._queues:
             self.spawn(queue.run())
@@ -121,16 +126,14 @@ class Runtime:
             log.warning("background work failed", error=str(task.exception()))
 
     async def stop(self) -> None:
-        for queue in getattr(self, "_queues", []):
-            await queue.stop()
-        if self._alive is not None:
-            await self._alive.stop()
-        for task in [*self._tasks, *self._detached]:
-            task.cancel()
-        for task in [*self._tasks, *self._detached]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """The loops first, so they start nothing new; then the work they started."""
+        await cancel_and_wait(self._tasks, self.stop_grace)
         self._tasks.clear()
+        for queue in self._queues:
+            await queue.stop(self.stop_grace)
+        if self._alive is not None:
+            await self._alive.stop(self.stop_grace)
+        await cancel_and_wait(self._detached, self.stop_grace)
         if self.http is not None:
             await self.http.close()
         await self.redis.aclose()

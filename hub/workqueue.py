@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from hub.background import cancel_and_wait
 from hub.logs import get_logger
 
 log = get_logger(__name__)
@@ -132,9 +133,6 @@ class WorkQueue:
             except Exception as exc:
                 log.warning("work heartbeat failed", stream=self.stream, error=str(exc))
 
-    async def stop(self) -> None:
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def stop(self, grace: float) -> None:
+        """Cancel the handlers; their entries stay pending for another process to claim."""
+        await cancel_and_wait(self._running, grace)
