@@ -60,3 +60,43 @@ async def test_failing_entry_is_given_up_after_max_attempts(redis: aioredis.Redi
             await task
     assert await redis.xlen("{hub}:test-poison") == 0, "dropped, not retried forever"
     assert attempts == MAX_ATTEMPTS
+
+
+async def test_entry_cut_off_by_a_stop_is_finished_by_another_consumer(
+    redis: aioredis.Redis,
+) -> None:
+    """A process that stops mid-handler leaves its entry pending, never acknowledged: another
+    consumer claims it once it has been idle for ``claim_idle`` and handles it."""
+    started = asyncio.Event()
+    finished: list[bytes] = []
+
+    async def hangs(fields: Fields) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def handle(fields: Fields) -> None:
+        finished.append(fields[b"n"])
+
+    stopping = WorkQueue(redis, "{hub}:test-stop", "g", hangs, 0.3)
+    run = asyncio.create_task(stopping.run())
+    await redis.xadd("{hub}:test-stop", {"n": "7"})
+    await asyncio.wait_for(started.wait(), 5)
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    await stopping.stop(grace=1)
+    assert await redis.xlen("{hub}:test-stop") == 1, "still there for another consumer"
+
+    survivor = WorkQueue(redis, "{hub}:test-stop", "g", handle, 0.3)
+    task = asyncio.create_task(survivor.run())
+    try:
+        for _ in range(200):
+            if finished and await redis.xlen("{hub}:test-stop") == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert finished == [b"7"]
+    assert await redis.xlen("{hub}:test-stop") == 0
