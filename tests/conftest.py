@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from hub.logs import configure_logging
 from hub.redis_server import EmbeddedRedis
+from hub.store import connect
 from tests.support import RunningHub, running_hub
 
 
@@ -34,7 +35,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)  # the hub's own client: test loops must stop when cancelled
     await client.flushall()
     yield client
     await client.aclose()
