@@ -16,14 +16,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]], grace: float) -> 
     A task that swallowed its cancel (a library caught it, or a race lost it) would hold
     shutdown forever. It is logged and left behind instead, so the process still exits.
     """
-    tasks = [task for task in tasks if not task.done()]
-    for task in tasks:
+    running = [task for task in tasks if not task.done()]
+    for task in running:
         task.cancel()
-    if not tasks:
+    if not running:
         return
-    done, pending = await asyncio.wait(tasks, timeout=grace)
+    done, pending = await asyncio.wait(running, timeout=grace)
     for task in done:
         if not task.cancelled() and task.exception() is not None:
-            log.warning("background task failed", task=task.get_name(), error=str(task.exception()))
+            error = str(task.exception())
+            log.warning("background task failed", task=task.get_name(), error=error)
     for task in pending:
         log.warning("background task ignored its cancel", task=task.get_name(), grace=grace)
