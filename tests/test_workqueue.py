@@ -4,10 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 
 from hub.workqueue import MAX_ATTEMPTS, Fields, WorkQueue
+
+
+@contextlib.asynccontextmanager
+async def consuming(*queues: WorkQueue) -> AsyncIterator[None]:
+    """Run the queues' consumer loops for the block, then cancel them."""
+    tasks = [asyncio.create_task(queue.run()) for queue in queues]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def drained(
+    redis: aioredis.Redis, stream: str, also: Callable[[], bool] = lambda: True
+) -> None:
+    """Until the stream is empty (and ``also()`` holds), for at most 4 s."""
+    for _ in range(200):
+        if also() and await redis.xlen(stream) == 0:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def test_each_entry_runs_once_across_consumers(redis: aioredis.Redis) -> None:
@@ -17,22 +42,12 @@ async def test_each_entry_runs_once_across_consumers(redis: aioredis.Redis) -> N
         seen.append(fields[b"n"])
 
     queues = [WorkQueue(redis, "{hub}:test-queue", "g", handle, 5.0) for _ in range(3)]
-    tasks = [asyncio.create_task(q.run()) for q in queues]
-    try:
+    async with consuming(*queues):
         await asyncio.sleep(0.1)
         for n in range(30):
             await redis.xadd("{hub}:test-queue", {"n": str(n)})
-        for _ in range(200):
-            if len(seen) >= 30:
-                break
-            await asyncio.sleep(0.02)
+        await drained(redis, "{hub}:test-queue", lambda: len(seen) >= 30)
         await asyncio.sleep(0.2)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
     assert sorted(int(n) for n in seen) == list(range(30))
     assert await redis.xlen("{hub}:test-queue") == 0
 
@@ -46,18 +61,10 @@ async def test_failing_entry_is_given_up_after_max_attempts(redis: aioredis.Redi
         raise RuntimeError("cannot do this")
 
     queue = WorkQueue(redis, "{hub}:test-poison", "g", always_fails, 0.05)
-    task = asyncio.create_task(queue.run())
-    try:
+    async with consuming(queue):
         await asyncio.sleep(0.1)
         await redis.xadd("{hub}:test-poison", {"n": "1"})
-        for _ in range(200):
-            if await redis.xlen("{hub}:test-poison") == 0:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await drained(redis, "{hub}:test-poison")
     assert await redis.xlen("{hub}:test-poison") == 0, "dropped, not retried forever"
     assert attempts == MAX_ATTEMPTS
 
@@ -78,25 +85,13 @@ async def test_entry_cut_off_by_a_stop_is_finished_by_another_consumer(
         finished.append(fields[b"n"])
 
     stopping = WorkQueue(redis, "{hub}:test-stop", "g", hangs, 0.3)
-    run = asyncio.create_task(stopping.run())
-    await redis.xadd("{hub}:test-stop", {"n": "7"})
-    await asyncio.wait_for(started.wait(), 5)
-    run.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await run
+    async with consuming(stopping):
+        await redis.xadd("{hub}:test-stop", {"n": "7"})
+        await asyncio.wait_for(started.wait(), 5)
     await stopping.stop(grace=1)
     assert await redis.xlen("{hub}:test-stop") == 1, "still there for another consumer"
 
-    survivor = WorkQueue(redis, "{hub}:test-stop", "g", handle, 0.3)
-    task = asyncio.create_task(survivor.run())
-    try:
-        for _ in range(200):
-            if finished and await redis.xlen("{hub}:test-stop") == 0:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with consuming(WorkQueue(redis, "{hub}:test-stop", "g", handle, 0.3)):
+        await drained(redis, "{hub}:test-stop", lambda: bool(finished))
     assert finished == [b"7"]
     assert await redis.xlen("{hub}:test-stop") == 0
