@@ -63,9 +63,9 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             os.environ["HUB_REDIS_URL"] = settings.redis_url
             os.environ["HUB_ADMIN_TOKEN"] = settings.admin_token
-            uvicorn.run("hub.app:app_from_env", factory=True, workers=args.workers, **common)
+            uvicorn.run("hub.web.app:app_from_env", factory=True, workers=args.workers, **common)
         else:
-            from hub.app import create_app
+            from hub.web.app import create_app
 
             uvicorn.run(create_app(settings), **common)
     except RedisServerError as exc:

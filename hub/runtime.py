@@ -10,19 +10,19 @@ import aiohttp
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
-from hub.alive import AliveChecker
-from hub.background import cancel_and_wait
-from hub.broadcast import Broadcaster
-from hub.clientinfo import ClientInfoPusher
+from hub.background.alive import AliveChecker
+from hub.background.broadcast import Broadcaster
+from hub.background.clientinfo import ClientInfoPusher
+from hub.background.tasks import cancel_and_wait
+from hub.background.workqueue import WorkQueue
 from hub.config import Settings
-from hub.forwarder import Forwarder
-from hub.index import RoutingIndex
 from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
-from hub.registry import Registry
-from hub.relays import Relays
-from hub.store import connect
-from hub.workqueue import WorkQueue
+from hub.registry.registry import Registry
+from hub.registry.store import connect
+from hub.routing.forwarder import Forwarder
+from hub.routing.open_routing import RoutingIndex
+from hub.routing.relays import Relays
 
 log = get_logger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import uvicorn
 
-from hub.app import create_app
 from hub.config import Settings, load_settings
+from hub.web.app import create_app
 
 ADMIN_TOKEN = "test-admin-token"
 

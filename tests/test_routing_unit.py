@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.modules import MODULES, module_facts
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import BusinessDetails, CredentialsRole, Endpoint, InterfaceRole, Role
-from hub.registry import Platform, PlatformState, Snapshot
-from hub.routing import (
+from hub.registry.registry import Platform, PlatformState, Snapshot
+from hub.routing.decide import (
     Addressing,
     Scenario,
     broadcast_receivers,
@@ -22,6 +21,7 @@ from hub.routing import (
     parse_addressing,
     route_direct,
 )
+from hub.routing.modules import MODULES, module_facts
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 S, R = InterfaceRole.SENDER, InterfaceRole.RECEIVER

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from hub.store import connect
+from hub.registry.store import connect
 
 ROUNDS = 300
 

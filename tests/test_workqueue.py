@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 
-from hub.workqueue import MAX_ATTEMPTS, Fields, WorkQueue
+from hub.background.workqueue import MAX_ATTEMPTS, Fields, WorkQueue
 
 
 @contextlib.asynccontextmanager

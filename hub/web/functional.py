@@ -15,19 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.access import authenticate
-from hub.aggregation import GetAll
-from hub.broadcast import Job, may_broadcast
-from hub.forwarder import routing_headers
-from hub.index import Lookup, learned_from, open_route_key
-from hub.modules import ModuleFacts, module_facts
+from hub.background.broadcast import Job, may_broadcast
 from hub.ocpi.body import check_json
 from hub.ocpi.envelope import OcpiError, now, ocpi_response
 from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform, Snapshot
-from hub.relays import Hop, origins, proxy_response_url
-from hub.routing import (
+from hub.registry.registry import Platform, Snapshot
+from hub.routing.decide import (
     UNREACHABLE,
     WRITES,
     Scenario,
@@ -39,7 +33,13 @@ from hub.routing import (
     route_direct,
     sender_role,
 )
+from hub.routing.forwarder import routing_headers
+from hub.routing.get_all import GetAll
+from hub.routing.modules import ModuleFacts, module_facts
+from hub.routing.open_routing import Lookup, learned_from, open_route_key
+from hub.routing.relays import Hop, origins, proxy_response_url
 from hub.runtime import Runtime, runtime
+from hub.web.access import authenticate
 
 _INTERFACES = {"sender": InterfaceRole.SENDER, "receiver": InterfaceRole.RECEIVER}
 _CONFIGURATION = {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO, "versions"}

@@ -11,14 +11,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub import admin, credentials, functional, hubclientinfo, versions
-from hub.access import AdminError
 from hub.config import Settings, load_settings, with_admin_token
 from hub.logs import configure_logging
-from hub.middleware import RequestContext
 from hub.ocpi.envelope import OcpiError, error_response, ocpi_response
 from hub.ocpi.status import StatusCode
 from hub.runtime import Runtime
+from hub.web import admin, credentials, functional, hubclientinfo, versions
+from hub.web.access import AdminError
+from hub.web.middleware import RequestContext
 
 
 async def on_ocpi_error(request: Request, exc: Exception) -> Response:

@@ -23,8 +23,8 @@ from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform
-from hub.relays import LOCATION_TTL, Hop, Link, Origin, Relays, origin, origins
+from hub.registry.registry import Platform
+from hub.routing.relays import LOCATION_TTL, Hop, Link, Origin, Relays, origin, origins
 
 log = get_logger(__name__)
 

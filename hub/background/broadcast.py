@@ -18,17 +18,17 @@ from datetime import datetime
 import msgspec
 import redis.asyncio as aioredis
 
+from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
-from hub.forwarder import Forwarder, routing_headers
 from hub.logs import get_logger
-from hub.modules import ModuleFacts, module_facts
 from hub.ocpi.envelope import OcpiError, now, status_code_of
 from hub.ocpi.models import Role
 from hub.ocpi.status import StatusCode
-from hub.registry import Party, Platform, Registry
-from hub.routing import broadcast_receivers, join_url
-from hub.store import PREFIX
-from hub.workqueue import Fields, WorkQueue
+from hub.registry.registry import Party, Platform, Registry
+from hub.registry.store import PREFIX
+from hub.routing.decide import broadcast_receivers, join_url
+from hub.routing.forwarder import Forwarder, routing_headers
+from hub.routing.modules import ModuleFacts, module_facts
 
 log = get_logger(__name__)
 

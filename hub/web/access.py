@@ -11,7 +11,7 @@ from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform, TokenKind
+from hub.registry.registry import Platform, TokenKind
 from hub.runtime import runtime
 
 

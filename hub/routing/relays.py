@@ -18,12 +18,12 @@ import msgspec
 import redis.asyncio as aioredis
 from yarl import URL
 
-from hub.modules import Carrier
 from hub.ocpi.body import decode_request
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import InterfaceRole
 from hub.ocpi.status import StatusCode
-from hub.store import PREFIX
+from hub.registry.store import PREFIX
+from hub.routing.modules import Carrier
 
 T = TypeVar("T", bound=msgspec.Struct)
 

@@ -33,8 +33,8 @@ from hub.ocpi.models import (
     Role,
 )
 from hub.ocpi.status import StatusCode
-from hub.store import Keys
-from hub.tokens import new_token, token_hash
+from hub.registry.store import Keys
+from hub.registry.tokens import new_token, token_hash
 
 log = get_logger(__name__)
 

@@ -15,8 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.access import authenticate
-from hub.client import Negotiated, PlatformClient
 from hub.logs import get_logger
 from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
@@ -30,9 +28,11 @@ from hub.ocpi.models import (
     Role,
 )
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform, PlatformState, Snapshot, TokenKind
+from hub.onboarding.client import Negotiated, PlatformClient
+from hub.registry.registry import Platform, PlatformState, Snapshot, TokenKind
+from hub.registry.tokens import new_token, token_hash
 from hub.runtime import Runtime, runtime
-from hub.tokens import new_token, token_hash
+from hub.web.access import authenticate
 
 log = get_logger(__name__)
 

@@ -17,14 +17,14 @@ import zlib
 import aiohttp
 import redis.asyncio as aioredis
 
-from hub.background import cancel_and_wait
-from hub.client import PlatformClient
+from hub.background.tasks import cancel_and_wait
 from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import ConnectionStatus, Version
-from hub.registry import Platform, PlatformState, Registry
-from hub.store import PREFIX, Keys
+from hub.onboarding.client import PlatformClient
+from hub.registry.registry import Platform, PlatformState, Registry
+from hub.registry.store import PREFIX, Keys
 
 log = get_logger(__name__)
 

@@ -14,12 +14,12 @@ from urllib.parse import unquote
 
 import msgspec
 
-from hub.modules import ModuleFacts
 from hub.ocpi import headers
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import ConnectionStatus, InterfaceRole, Role
 from hub.ocpi.status import StatusCode
-from hub.registry import Party, Platform, Snapshot
+from hub.registry.registry import Party, Platform, Snapshot
+from hub.routing.modules import ModuleFacts
 
 
 def _country_code(value: str) -> bool:

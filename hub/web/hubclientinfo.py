@@ -7,13 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.access import authenticate
-from hub.clientinfo import client_info
+from hub.background.clientinfo import client_info
 from hub.ocpi import headers
 from hub.ocpi.envelope import Envelope, now
 from hub.ocpi.models import VERSION
 from hub.ocpi.pagination import parse_paging
 from hub.runtime import runtime
+from hub.web.access import authenticate
 
 
 async def list_client_info(request: Request) -> Response:

@@ -16,15 +16,15 @@ from urllib.parse import urlencode
 import msgspec
 from starlette.responses import Response
 
-from hub.forwarder import routing_headers
-from hub.modules import ModuleFacts
 from hub.ocpi.envelope import Envelope, OcpiError, now
 from hub.ocpi.pagination import Paging, parse_paging
 from hub.ocpi.status import StatusCode
-from hub.registry import Snapshot
-from hub.routing import data_owners, join_url
+from hub.registry.registry import Snapshot
+from hub.registry.store import PREFIX
+from hub.routing.decide import data_owners, join_url
+from hub.routing.forwarder import routing_headers
+from hub.routing.modules import ModuleFacts
 from hub.runtime import Runtime
-from hub.store import PREFIX
 
 WALK_TTL = 3600
 UNKNOWN = -1

@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub import credentials
-from hub.access import AdminError, require_admin
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.ocpi.status import StatusCode
-from hub.registry import Platform, party_key
+from hub.registry.registry import Platform, party_key
 from hub.runtime import runtime
+from hub.web import credentials
+from hub.web.access import AdminError, require_admin
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from hub.modules import ModuleFacts
 from hub.ocpi.models import InterfaceRole, ModuleID
-from hub.store import PREFIX
+from hub.registry.store import PREFIX
+from hub.routing.modules import ModuleFacts
 
 AMBIGUOUS = "*"
 INDEXED = (ModuleID.LOCATIONS, ModuleID.TARIFFS, ModuleID.TOKENS, ModuleID.SESSIONS)

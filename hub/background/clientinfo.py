@@ -13,17 +13,17 @@ import asyncio
 
 import msgspec
 
+from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
-from hub.forwarder import Forwarder
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, status_code_of
 from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
-from hub.registry import Party, Platform, Registry, Snapshot, parse_party_field
-from hub.routing import join_url
-from hub.store import Keys
-from hub.workqueue import Fields, WorkQueue
+from hub.registry.registry import Party, Platform, Registry, Snapshot, parse_party_field
+from hub.registry.store import Keys
+from hub.routing.decide import join_url
+from hub.routing.forwarder import Forwarder
 
 log = get_logger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from hub.background import cancel_and_wait
+from hub.background.tasks import cancel_and_wait
 from hub.logs import get_logger
 
 log = get_logger(__name__)

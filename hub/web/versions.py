@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.access import authenticate
 from hub.config import Settings
 from hub.ocpi.envelope import ocpi_response
 from hub.ocpi.models import (
@@ -19,6 +18,7 @@ from hub.ocpi.models import (
     VersionDetails,
 )
 from hub.runtime import runtime
+from hub.web.access import authenticate
 
 BASE = f"/ocpi/{VERSION}"
 
