@@ -1,4 +1,5 @@
-"""What one hub process holds while it runs: settings, Redis, the registry, the HTTP client."""
+"""What one hub process holds while it runs: settings, Redis, the registry, the HTTP client,
+and the services built on them. The composition root: everything is wired here, once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
-from starlette.requests import Request
 
 from hub.background.alive import AliveChecker
 from hub.background.broadcast import Broadcaster
@@ -16,27 +16,36 @@ from hub.background.clientinfo import ClientInfoPusher
 from hub.background.tasks import cancel_and_wait
 from hub.background.workqueue import WorkQueue
 from hub.config import Settings
+from hub.dispatch import Dispatcher
 from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
+from hub.onboarding.handshake import Handshake
 from hub.registry.registry import Registry
 from hub.registry.store import connect
+from hub.registry.writer import RegistryWriter
 from hub.routing.forwarder import Forwarder
+from hub.routing.get_all import GetAll
 from hub.routing.open_routing import RoutingIndex
 from hub.routing.relays import Relays
+from hub.routing.urls import HubUrls
 
 log = get_logger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, urls: HubUrls) -> None:
         self.settings = settings
+        self.urls = urls
         self.redis: aioredis.Redis = connect(settings.redis_url)
-        self.registry = Registry(self.redis, (settings.country_code, settings.party_id))
-        self.relays = Relays(self.redis, settings.public_url)
-        self.index = RoutingIndex(self.redis)
+        self.registry = Registry(self.redis)
+        self.writer = RegistryWriter(self.redis, self.registry, self.party)
+        self.relays = Relays(self.redis, urls)
+        self.index = RoutingIndex(self.redis, settings.open_routing_ttl)
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._handshake: Handshake | None = None
         self._alive: AliveChecker | None = None
         self._reviving: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -47,7 +56,7 @@ class Runtime:
 
     @property
     def versions_url(self) -> str:
-        return f"{self.settings.public_url}/ocpi/versions"
+        return self.urls("versions")
 
     @property
     def party(self) -> tuple[str, str]:
@@ -63,6 +72,16 @@ class Runtime:
     def broadcaster(self) -> Broadcaster:
         assert self._broadcaster is not None, "runtime not started"
         return self._broadcaster
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "runtime not started"
+        return self._dispatcher
+
+    @property
+    def handshake(self) -> Handshake:
+        assert self._handshake is not None, "runtime not started"
+        return self._handshake
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -83,7 +102,21 @@ class Runtime:
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
         self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)
         pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings)
-        self._alive = AliveChecker(self.redis, self.registry, self.http, self.settings)
+        self._alive = AliveChecker(self.redis, self.registry, self.writer, self.http, self.settings)
+        get_all = GetAll(self.redis, self.registry, self._forwarder, self.urls, self.party)
+        self._dispatcher = Dispatcher(
+            self.settings,
+            self.registry,
+            self._forwarder,
+            self.relays,
+            self.index,
+            self._broadcaster,
+            get_all,
+            self.detach,
+        )
+        self._handshake = Handshake(
+            self.registry, self.writer, self.http, self.settings, self.versions_url
+        )
         self._forwarder.on_unreachable = self._alive.check_soon
         ready = asyncio.Event()
         self.spawn(self.registry.run_invalidation(ready))
@@ -102,7 +135,7 @@ class Runtime:
 
         async def mark() -> None:
             try:
-                await self.registry.set_status(
+                await self.writer.set_status(
                     platform_id, ConnectionStatus.CONNECTED, "request received from the platform"
                 )
             finally:
@@ -137,7 +170,3 @@ class Runtime:
         if self.http is not None:
             await self.http.close()
         await self.redis.aclose()
-
-
-def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime

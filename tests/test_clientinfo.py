@@ -173,7 +173,7 @@ async def test_request_from_an_offline_platform_brings_it_back(
     ):
         await register(hub, http, watcher)
         cpo_id = await register(hub, http, cpo)
-        await hub.runtime.registry.set_status(cpo_id, "OFFLINE", "test: marked offline")
+        await hub.runtime.writer.set_status(cpo_id, "OFFLINE", "test: marked offline")
         await until(lambda: watcher.status_of("NL", "CPA") == "OFFLINE")
         async with http.get(hub.versions_url, headers=cpo.hub_headers()) as response:
             assert response.status == 200

@@ -8,7 +8,8 @@ import pytest
 
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import BusinessDetails, CredentialsRole, Endpoint, InterfaceRole, Role
-from hub.registry.registry import Platform, PlatformState, Snapshot
+from hub.registry.records import Platform, PlatformState
+from hub.registry.snapshot import Snapshot
 from hub.routing.decide import (
     Addressing,
     Scenario,
@@ -16,12 +17,12 @@ from hub.routing.decide import (
     check_sender,
     classify,
     data_owners,
-    join_url,
     opposite_roles,
     parse_addressing,
     route_direct,
 )
 from hub.routing.modules import MODULES, module_facts
+from hub.routing.urls import join_url
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 S, R = InterfaceRole.SENDER, InterfaceRole.RECEIVER

@@ -23,8 +23,10 @@ from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import ConnectionStatus, Version
 from hub.onboarding.client import PlatformClient
-from hub.registry.registry import Platform, PlatformState, Registry
-from hub.registry.store import PREFIX, Keys
+from hub.registry.records import Platform, PlatformState
+from hub.registry.registry import Registry
+from hub.registry.store import Keys
+from hub.registry.writer import RegistryWriter
 
 log = get_logger(__name__)
 
@@ -34,11 +36,13 @@ class AliveChecker:
         self,
         redis: aioredis.Redis,
         registry: Registry,
+        writer: RegistryWriter,
         session: aiohttp.ClientSession,
         settings: Settings,
     ) -> None:
         self.redis = redis
         self.registry = registry
+        self.writer = writer
         self.session = session
         self.interval = settings.alive_interval
         self.timeout = min(settings.forward_timeout, max(self.interval, 1.0))
@@ -86,7 +90,7 @@ class AliveChecker:
         task.add_done_callback(self._tasks.discard)
 
     async def check(self, platform: Platform) -> None:
-        lease = f"{PREFIX}alive-lease:{platform.id}"
+        lease = Keys.alive_lease(platform.id)
         ttl_ms = int((self.timeout + 5) * 1000)  # outlives one check, not a crashed process
         try:
             if not await self.redis.set(lease, "1", nx=True, px=ttl_ms):
@@ -108,10 +112,10 @@ class AliveChecker:
             await client.call("GET", platform.versions_url or "", list[Version])
         except OcpiError as exc:
             cause = f"still-alive check failed: {exc.message}"
-            await self.registry.set_status(platform.id, ConnectionStatus.OFFLINE, cause)
+            await self.writer.set_status(platform.id, ConnectionStatus.OFFLINE, cause)
             return
         cause = "still-alive check answered"
-        await self.registry.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
+        await self.writer.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
 
     async def stop(self, grace: float) -> None:
         await cancel_and_wait(self._tasks, grace)

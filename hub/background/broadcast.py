@@ -22,19 +22,20 @@ from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, now, status_code_of
+from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import Role
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Party, Platform, Registry
-from hub.registry.store import PREFIX
-from hub.routing.decide import broadcast_receivers, join_url
-from hub.routing.forwarder import Forwarder, routing_headers
+from hub.registry.records import Party, Platform, party_field
+from hub.registry.registry import Registry
+from hub.registry.store import Keys
+from hub.routing.decide import broadcast_receivers
+from hub.routing.forwarder import Forwarder
 from hub.routing.modules import ModuleFacts, module_facts
+from hub.routing.urls import join_url
 
 log = get_logger(__name__)
 
-QUEUE = PREFIX + "broadcast-queue"
 GROUP = "delivery"
-INDEX = PREFIX + "broadcasts"  # sorted set: broadcast id by acceptance time
 KEEP = 1000  # reports listed; older ones expire
 REPORT_TTL = 7 * 24 * 3600
 CONCURRENCY = 128  # deliveries in flight per broadcast (each platform's cap applies too)
@@ -96,15 +97,8 @@ def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
     return False
 
 
-def _key(broadcast_id: str) -> str:
-    return f"{PREFIX}broadcast:{broadcast_id}"
-
-
-def _deliveries_key(broadcast_id: str) -> str:
-    return f"{PREFIX}broadcast:{broadcast_id}:deliveries"
-
-
 _job = msgspec.json.Decoder(Job)
+_encode = msgspec.json.Encoder().encode
 _delivery = msgspec.json.Decoder(Delivery)
 
 
@@ -121,19 +115,21 @@ class Broadcaster:
         self.forwarder = forwarder
         self.settings = settings
         self.hub_party = (settings.country_code, settings.party_id)
-        self.queue = WorkQueue(redis, QUEUE, GROUP, self._handle, settings.broadcast_claim_idle)
+        self.queue = WorkQueue(
+            redis, Keys.broadcast_queue, GROUP, self._handle, settings.broadcast_claim_idle
+        )
 
     # -- accepting ---------------------------------------------------------------------------
 
     async def accept(self, job: Job, queue: bool = True) -> None:
         """Record the broadcast and (unless delivered inline) queue it, in one round trip."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_key(job.id), "job", msgspec.json.encode(job))
-            pipe.expire(_key(job.id), REPORT_TTL)
-            pipe.zadd(INDEX, {job.id: job.accepted.timestamp()})
-            pipe.zremrangebyrank(INDEX, 0, -KEEP - 1)
+            pipe.hset(Keys.broadcast(job.id), "job", msgspec.json.encode(job))
+            pipe.expire(Keys.broadcast(job.id), REPORT_TTL)
+            pipe.zadd(Keys.broadcasts, {job.id: job.accepted.timestamp()})
+            pipe.zremrangebyrank(Keys.broadcasts, 0, -KEEP - 1)
             if queue:
-                pipe.xadd(QUEUE, {"id": job.id})
+                pipe.xadd(Keys.broadcast_queue, {"id": job.id})
             await pipe.execute()
         log.info("broadcast accepted", broadcast_id=job.id, module=job.module, method=job.method)
 
@@ -145,24 +141,26 @@ class Broadcaster:
         targets = broadcast_receivers(
             snapshot, module_facts(job.module), job.sender_platform, job.sender_role
         )
-        done = {k.decode() for k in await self.redis.hkeys(_deliveries_key(job.id))}
-        await self.redis.hset(_key(job.id), "receivers", len(targets))
+        done = {k.decode() for k in await self.redis.hkeys(Keys.deliveries(job.id))}
+        await self.redis.hset(Keys.broadcast(job.id), "receivers", len(targets))
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def one(party: Party, platform: Platform, endpoint: str) -> Delivery:
             async with slots:
                 delivery = await self._deliver_one(job, party, platform, endpoint)
-            await self.redis.hset(
-                _deliveries_key(job.id), _party_field(party), msgspec.json.encode(delivery)
-            )
+            async with self.redis.pipeline(transaction=True) as pipe:
+                # Expires with each write: a broadcast given up on leaves no report forever.
+                pipe.hset(Keys.deliveries(job.id), party_field(party.key), _encode(delivery))
+                pipe.expire(Keys.deliveries(job.id), REPORT_TTL)
+                await pipe.execute()
             return delivery
 
         results = await asyncio.gather(
-            *(one(*t) for t in targets if _party_field(t[0]) not in done)
+            *(one(*t) for t in targets if party_field(t[0].key) not in done)
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_key(job.id), "finished", now().isoformat())
-            pipe.expire(_deliveries_key(job.id), REPORT_TTL)
+            pipe.hset(Keys.broadcast(job.id), "finished", now().isoformat())
+            pipe.expire(Keys.deliveries(job.id), REPORT_TTL)
             await pipe.execute()
         failed = sum(not d.ok for d in results)
         log.info("broadcast delivered", broadcast_id=job.id, receivers=len(targets), failed=failed)
@@ -209,7 +207,7 @@ class Broadcaster:
     # -- the work queue ----------------------------------------------------------------------
 
     async def _handle(self, fields: Fields) -> None:
-        raw = await self.redis.hget(_key(fields[b"id"].decode()), "job")
+        raw = await self.redis.hget(Keys.broadcast(fields[b"id"].decode()), "job")
         if raw is not None:  # an expired report: nothing left to deliver
             await self.deliver(_job.decode(raw))
 
@@ -217,7 +215,7 @@ class Broadcaster:
 
     async def report(self, broadcast_id: str) -> Report | None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(_key(broadcast_id)).hvals(_deliveries_key(broadcast_id))
+            pipe.hgetall(Keys.broadcast(broadcast_id)).hvals(Keys.deliveries(broadcast_id))
             meta, deliveries = await pipe.execute()
         if not meta:
             return None
@@ -240,8 +238,4 @@ class Broadcaster:
         )
 
     async def recent(self, count: int = 100) -> list[str]:
-        return [i.decode() for i in await self.redis.zrevrange(INDEX, 0, count - 1)]
-
-
-def _party_field(party: Party) -> str:
-    return "/".join(party.key)
+        return [i.decode() for i in await self.redis.zrevrange(Keys.broadcasts, 0, count - 1)]

@@ -20,10 +20,12 @@ from hub.ocpi.envelope import OcpiError, status_code_of
 from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Party, Platform, Registry, Snapshot, parse_party_field
+from hub.registry.records import Party, Platform, parse_party_field
+from hub.registry.registry import Registry
+from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
-from hub.routing.decide import join_url
 from hub.routing.forwarder import Forwarder
+from hub.routing.urls import join_url
 
 log = get_logger(__name__)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from starlette.responses import Response
 
+from hub.ocpi.headers import routing_headers
 from hub.ocpi.status import StatusCode
 
 
@@ -70,22 +71,12 @@ def encode_envelope(
     )
 
 
-def ocpi_response(
-    data: Any = None,
-    status_code: int = StatusCode.SUCCESS,
-    status_message: str | None = None,
-    http_status: int = 200,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    return Response(
-        encode_envelope(data, status_code, status_message),
-        status_code=http_status,
-        headers=headers,
-        media_type="application/json",
-    )
-
-
-def error_response(error: OcpiError) -> Response:
-    return ocpi_response(
-        None, error.status_code, error.message, error.http_status, headers=error.headers
-    )
+@contextmanager
+def answering(sender: tuple[str, str], receiver: tuple[str, str]) -> Iterator[None]:
+    """An OcpiError raised inside is the hub's answer from ``sender`` to ``receiver``: it
+    carries those routing headers (transport_and_format, "Message Routing")."""
+    try:
+        yield
+    except OcpiError as exc:
+        exc.headers = {**routing_headers(sender, receiver), **exc.headers}
+        raise

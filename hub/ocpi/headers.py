@@ -1,4 +1,5 @@
-"""HTTP header names OCPI uses (lower case, as ASGI delivers them), and message ids."""
+"""HTTP header names OCPI uses (lower case, as ASGI delivers them), routing headers, and
+message ids."""
 
 import os
 
@@ -23,3 +24,14 @@ def new_message_id() -> str:
     as str(uuid.uuid4()) without building a UUID object on every request."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[str, str]:
+    """OCPI-from-* and OCPI-to-* of a message from ``sender`` to ``receiver`` (each a
+    (country_code, party_id) pair)."""
+    return {
+        FROM_COUNTRY_CODE: sender[0],
+        FROM_PARTY_ID: sender[1],
+        TO_COUNTRY_CODE: receiver[0],
+        TO_PARTY_ID: receiver[1],
+    }

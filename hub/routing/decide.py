@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from urllib.parse import unquote
 
 import msgspec
 
@@ -18,8 +17,10 @@ from hub.ocpi import headers
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import ConnectionStatus, InterfaceRole, Role
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Party, Platform, Snapshot
+from hub.registry.records import Party, Platform
+from hub.registry.snapshot import Snapshot
 from hub.routing.modules import ModuleFacts
+from hub.routing.urls import join_url
 
 
 def _country_code(value: str) -> bool:
@@ -112,22 +113,6 @@ def check_owner(
         )
 
 
-def raw_suffix(raw_path: str, decoded_suffix: str) -> str:
-    """The path after /ocpi/2.3.0/{module}/{interface} exactly as the requester encoded it,
-    to be forwarded as sent. Dot segments are refused: they would climb out of the
-    receiver's endpoint (a URL library resolves them, even percent-encoded)."""
-    # A dot segment, however encoded, leaves a '.' in the decoded path: no '.', no check.
-    if "." in decoded_suffix and (
-        any(s in (".", "..") for s in decoded_suffix.split("/"))
-        or any(unquote(s) in (".", "..") for s in raw_path.split("/"))
-    ):
-        raise OcpiError(
-            StatusCode.INVALID_PARAMETERS, "path segments '.' and '..' are not allowed", 400
-        )
-    rest = raw_path.split("/")[5:]  # '', 'ocpi', '2.3.0', module, interface, ...
-    return "/" + "/".join(rest) if rest else ""
-
-
 class Direct(msgspec.Struct, frozen=True):
     """Forward to one receiving party's platform endpoint."""
 
@@ -137,16 +122,6 @@ class Direct(msgspec.Struct, frozen=True):
 
     def url(self, suffix: str, query: str) -> str:
         return join_url(self.endpoint_url, suffix, query)
-
-
-def join_url(base: str, suffix: str, query: str = "") -> str:
-    """The receiver's endpoint URL with the path after the hub's endpoint and the query.
-
-    Platforms differ in trailing slashes; exactly one slash joins the two parts. ``suffix``
-    has passed raw_suffix (no dot segments), so the URL stays below the endpoint.
-    """
-    url = base.rstrip("/") + "/" + suffix.lstrip("/") if suffix.strip("/") else base
-    return f"{url}?{query}" if query else url
 
 
 def route_direct(
@@ -276,3 +251,15 @@ def data_owners(
     return _connected_endpoints(
         snapshot, facts, InterfaceRole.SENDER, frozenset({facts.data_owner}), requester_platform
     )
+
+
+def reachable(snapshot: Snapshot, platform_id: str, party: tuple[str, str]) -> Platform:
+    """The platform of a hub URL's receiver (a next page, a callback), if it may still be
+    called: the party is still on that platform and neither SUSPENDED nor PLANNED."""
+    platform = snapshot.platforms.get(platform_id)
+    parties = [p for p in snapshot.parties_of(*party) if p.platform_id == platform_id]
+    if platform is None or not parties or all(p.status in UNREACHABLE for p in parties):
+        raise OcpiError(
+            StatusCode.RECEIVER_NOT_CONNECTED, f"receiver {'/'.join(party)} is not connected"
+        )
+    return platform

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from hub.config import Settings
@@ -23,8 +22,9 @@ from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Platform
-from hub.routing.relays import LOCATION_TTL, Hop, Link, Origin, Relays, origin, origins
+from hub.registry.records import Platform
+from hub.routing.relays import LOCATION_TTL, Hop, Link, Relays
+from hub.routing.urls import Origin, origin, origins
 
 log = get_logger(__name__)
 
@@ -57,15 +57,6 @@ _NOT_FORWARDED = frozenset(
 SMALL_BODY = 256 * 1024  # answers up to this size are checked whole; larger ones stream
 
 
-def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[str, str]:
-    return {
-        headers.FROM_COUNTRY_CODE: sender[0],
-        headers.FROM_PARTY_ID: sender[1],
-        headers.TO_COUNTRY_CODE: receiver[0],
-        headers.TO_PARTY_ID: receiver[1],
-    }
-
-
 class Upstream:
     """A platform's answer with its headers read and its body not yet; holds one slot."""
 
@@ -85,6 +76,17 @@ class Upstream:
 
 _DROPPED = frozenset(name.encode() for name in _NOT_FORWARDED)
 RawHeaders = list[tuple[bytes, bytes]]
+
+
+class Relayed(NamedTuple):
+    """A receiver's answer on its way back: status and headers ready, and either the whole
+    body (``upstream`` None) or its first bytes with the rest still to stream."""
+
+    status: int
+    headers: RawHeaders
+    first: bytes
+    upstream: Upstream | None
+    timeout: float  # seconds the requester gets to take each chunk
 
 
 class Forwarder:
@@ -212,7 +214,7 @@ class Forwarder:
 
     async def relay(
         self, upstream: Upstream, hop: Hop | None, routing: Mapping[str, str]
-    ) -> Response:
+    ) -> Relayed:
         """The receiver's status and body, its pagination headers, links rewritten to the hub.
         The body is never decoded: a small one is checked to look like an envelope, a large
         one streams through."""
@@ -234,13 +236,13 @@ class Forwarder:
                 if not encoded:
                     _check_envelope(body)
                 out.append((b"content-length", str(len(body)).encode()))
-                return RelayedResponse(response.status, out, body, None, self.timeout)
+                return Relayed(response.status, out, body, None, self.timeout)
             first = await _first_bytes(response)
             if not encoded and not first.lstrip().startswith(b"{"):
                 raise _not_ocpi()
             if length is not None:
                 out.append((b"content-length", str(length).encode()))
-            return RelayedResponse(response.status, out, first, upstream, self.timeout)
+            return Relayed(response.status, out, first, upstream, self.timeout)
         except BaseException:
             upstream.release()
             raise
@@ -294,48 +296,3 @@ async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
             break
         first += chunk
     return first
-
-
-class RelayedResponse(Response):
-    """The receiver's answer as it came: a small body at once, a large one chunk by chunk
-    (memory stays flat); headers are already raw. A requester that stops reading gets
-    ``timeout`` seconds per chunk, then the connection closes and the platform's slot is
-    free again."""
-
-    def __init__(
-        self,
-        status: int,
-        raw_headers: RawHeaders,
-        first: bytes,
-        upstream: Upstream | None,
-        timeout: float,
-    ) -> None:
-        self.status_code = status
-        self.raw_headers = raw_headers
-        self.first = first
-        self.upstream = upstream
-        self.timeout = timeout
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": self.status_code}
-        await send({**start, "headers": self.raw_headers})
-        if self.upstream is None:
-            await send({"type": "http.response.body", "body": self.first})
-            return
-        try:
-            if self.first:
-                await self._send(send, self.first)
-            async for chunk in self.upstream.response.content.iter_any():
-                await self._send(send, chunk)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("streaming stopped: a side broke off or stopped reading", error=str(exc))
-            raise
-        finally:
-            self.upstream.release()
-
-    async def _send(self, send: Send, chunk: bytes) -> None:
-        message = {"type": "http.response.body", "body": chunk, "more_body": True}
-        async with asyncio.timeout(self.timeout):
-            await send(message)

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 import msgspec
-from starlette.responses import Response
+import redis.asyncio as aioredis
 
 from hub.ocpi.envelope import Envelope, OcpiError, now
+from hub.ocpi.headers import routing_headers
 from hub.ocpi.pagination import Paging, parse_paging
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Snapshot
-from hub.registry.store import PREFIX
-from hub.routing.decide import data_owners, join_url
-from hub.routing.forwarder import routing_headers
+from hub.registry.registry import Registry
+from hub.registry.snapshot import Snapshot
+from hub.registry.store import Keys
+from hub.routing.decide import data_owners
+from hub.routing.forwarder import Forwarder
 from hub.routing.modules import ModuleFacts
-from hub.runtime import Runtime
+from hub.routing.request import HubAnswer, RoutedRequest
+from hub.routing.urls import HubUrls, join_url
 
 WALK_TTL = 3600
 UNKNOWN = -1
@@ -65,31 +69,40 @@ _walk = msgspec.json.Decoder(Walk)
 
 
 class GetAll:
-    def __init__(self, hub: Runtime) -> None:
-        self.hub = hub
-
-    async def page(
+    def __init__(
         self,
-        snapshot: Snapshot,
-        facts: ModuleFacts,
-        requester_platform: str,
-        requester: tuple[str, str],
-        query: str,
-        correlation_id: str,
-    ) -> Response:
-        paging = parse_paging(query)
+        redis: aioredis.Redis,
+        registry: Registry,
+        forwarder: Forwarder,
+        urls: HubUrls,
+        hub_party: tuple[str, str],
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.forwarder = forwarder
+        self.urls = urls
+        self.hub_party = hub_party
+
+    async def page(self, snapshot: Snapshot, request: RoutedRequest) -> HubAnswer:
+        facts, requester = request.facts, request.sender
+        paging = parse_paging(request.query)
         walk = await self._walk(
-            paging.params.get("walk"), snapshot, facts, requester_platform, requester, paging
+            paging.params.get("walk"), snapshot, facts, request.platform.id, requester, paging
         )
-        objects, skipped = await self._collect(walk, paging.offset, paging.limit, correlation_id)
-        await self.hub.redis.set(f"{PREFIX}walk:{walk.id}", msgspec.json.encode(walk), ex=WALK_TTL)
+
+        async def fetch(source: Source, start: int, need: int) -> list[msgspec.Raw]:
+            return await self._fetch(walk, source, start, need, request.correlation_id)
+
+        objects = await collect(walk.sources, paging.offset, paging.limit, fetch)
+        skipped = [s for s in walk.sources if s.skipped]
+        await self.redis.set(Keys.walk(walk.id), msgspec.json.encode(walk), ex=WALK_TTL)
         total = sum(max(s.total, 0) for s in walk.sources)  # skipped sources keep their share
         headers = {
             "X-Total-Count": str(total),
             "X-Limit": str(paging.limit),
-            **routing_headers(self.hub.party, requester),
+            **routing_headers(self.hub_party, requester),
         }
-        base = f"{self.hub.settings.public_url}/ocpi/2.3.0/{facts.id}/sender"
+        base = self.urls("module", module=facts.id, interface="sender", rest="")
         link = paging.next_link(base, total, ("walk", walk.id))
         if link:
             headers["Link"] = link
@@ -99,7 +112,7 @@ class GetAll:
         body = msgspec.json.encode(
             Envelope(data=objects, status_code=1000, status_message=message, timestamp=now())
         )
-        return Response(body, headers=headers, media_type="application/json")
+        return HubAnswer(body, headers)
 
     async def _walk(
         self,
@@ -111,7 +124,7 @@ class GetAll:
         paging: Paging,
     ) -> Walk:
         if walk_id:
-            raw = await self.hub.redis.get(f"{PREFIX}walk:{walk_id[:64]}")
+            raw = await self.redis.get(Keys.walk(walk_id[:64]))
             walk = _walk.decode(raw) if raw else None
             if walk is None or walk.requester_platform != requester_platform:
                 raise OcpiError(StatusCode.CLIENT_ERROR, "unknown or expired walk", 404)
@@ -128,36 +141,6 @@ class GetAll:
             filters=paging.filters,
             sources=sources,
         )
-
-    async def _collect(
-        self, walk: Walk, offset: int, limit: int, correlation_id: str
-    ) -> tuple[list[msgspec.Raw], list[Source]]:
-        """Objects offset..offset+limit of the merged sequence, then the totals still unknown.
-
-        A source that failed keeps its place: the positions of its objects stay empty, so
-        the objects of the sources after it neither move nor repeat from page to page."""
-        objects: list[msgspec.Raw] = []
-        holes = 0  # positions on this page that belong to failed sources
-        before = 0  # objects of the sources ahead of this one
-        for source in walk.sources:
-            need = limit - len(objects) - holes
-            start = max(0, offset - before)
-            if (
-                not source.skipped
-                and need > 0
-                and (source.total == UNKNOWN or start < source.total)
-            ):
-                got = await self._fetch(walk, source, start, need, correlation_id)
-                objects += got
-                need -= len(got)
-            if source.skipped and need > 0 and start < source.total:
-                holes += min(need, source.total - start)
-            if source.total == UNKNOWN and need <= 0 and not source.skipped:
-                continue  # learned below, in parallel
-            before += max(source.total, 0)
-        unknown = [s for s in walk.sources if s.total == UNKNOWN and not s.skipped]
-        await asyncio.gather(*(self._fetch(walk, s, 0, 1, correlation_id) for s in unknown))
-        return objects, [s for s in walk.sources if s.skipped]
 
     async def _fetch(
         self, walk: Walk, source: Source, start: int, need: int, correlation_id: str
@@ -186,10 +169,10 @@ class GetAll:
         self, walk: Walk, source: Source, url: str, correlation_id: str
     ) -> tuple[list[msgspec.Raw], int | None]:
         """One page of one party, with the direct relay headers (from = the requester)."""
-        platform = (await self.hub.registry.snapshot()).platforms.get(source.platform_id)
+        platform = (await self.registry.snapshot()).platforms.get(source.platform_id)
         if platform is None:
             raise OcpiError(StatusCode.RECEIVER_NOT_CONNECTED, "platform is gone")
-        forwarder = self.hub.forwarder
+        forwarder = self.forwarder
         out = forwarder.outgoing_headers(
             {}, platform, correlation_id, routing_headers(walk.requester, source.party)
         )
@@ -203,3 +186,35 @@ class GetAll:
             raise OcpiError(StatusCode.HUB_ERROR, f"answered status_code {page.status_code}")
         total = int(total_header) if total_header.isascii() and total_header.isdigit() else None
         return page.data, total
+
+
+Fetch = Callable[["Source", int, int], Awaitable[list[msgspec.Raw]]]
+
+
+async def collect(
+    sources: list[Source], offset: int, limit: int, fetch: Fetch
+) -> list[msgspec.Raw]:
+    """Objects offset..offset+limit of the merged sequence, then the totals still unknown.
+
+    ``fetch(source, start, need)`` returns up to ``need`` objects of one source from
+    ``start`` and records the source's total, or marks it skipped. A source that failed
+    keeps its place: the positions of its objects stay empty, so the objects of the sources
+    after it neither move nor repeat from page to page."""
+    objects: list[msgspec.Raw] = []
+    holes = 0  # positions on this page that belong to failed sources
+    before = 0  # objects of the sources ahead of this one
+    for source in sources:
+        need = limit - len(objects) - holes
+        start = max(0, offset - before)
+        if not source.skipped and need > 0 and (source.total == UNKNOWN or start < source.total):
+            got = await fetch(source, start, need)
+            objects += got
+            need -= len(got)
+        if source.skipped and need > 0 and start < source.total:
+            holes += min(need, source.total - start)
+        if source.total == UNKNOWN and need <= 0 and not source.skipped:
+            continue  # learned below, in parallel
+        before += max(source.total, 0)
+    unknown = [s for s in sources if s.total == UNKNOWN and not s.skipped]
+    await asyncio.gather(*(fetch(s, 0, 1) for s in unknown))
+    return objects

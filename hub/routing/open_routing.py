@@ -3,18 +3,21 @@
 The index is learned from the pushes the hub routes and broadcasts: location id -> owning CPO,
 tariff id -> CPO, token uid -> owning eMSP, session id -> (CPO, eMSP). An id pushed by two
 different owners is marked ambiguous rather than guessed. What to look up for a request is a
-pure function (``open_route_key``); the look-up itself is one Redis read.
+pure function (``open_route_key``); the look-up itself is one Redis read. Each id is a key of
+its own that expires ``open_routing_ttl`` seconds after the id was last pushed, so the index
+holds what is current, not every session ever seen.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from hub.ocpi.models import InterfaceRole, ModuleID
-from hub.registry.store import PREFIX
+from hub.registry.store import Keys
 from hub.routing.modules import ModuleFacts
 
 AMBIGUOUS = "*"
@@ -87,23 +90,24 @@ MEMO = 100_000  # entries this process remembers having written
 
 
 class RoutingIndex:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, ttl: int) -> None:
         self.redis = redis
-        self._written: dict[tuple[str, str], str] = {}
+        self.ttl = ttl
+        # (module, id) -> (value, when written): a push seen again within a tenth of the
+        # TTL costs nothing; later, it renews the key's expiry.
+        self._written: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _seen(self, module: str, object_id: str, value: str) -> bool:
-        """True when this process already wrote exactly this; remembers it otherwise."""
+        """True when this process wrote exactly this recently; remembers it otherwise."""
         key = (module, object_id)
-        if self._written.get(key) == value:
+        moment = time.monotonic()
+        written = self._written.get(key)
+        if written is not None and written[0] == value and moment - written[1] < self.ttl / 10:
             return True
         if len(self._written) >= MEMO:
             self._written.clear()
-        self._written[key] = value
+        self._written[key] = (value, moment)
         return False
-
-    @staticmethod
-    def _key(module: str) -> str:
-        return f"{PREFIX}index:{module}"
 
     async def learn(self, module: str, object_id: str, owner: tuple[str, str]) -> None:
         await self._learn(module, object_id, ":".join(owner))
@@ -114,21 +118,30 @@ class RoutingIndex:
         await self._learn(ModuleID.SESSIONS, session_id, f"{':'.join(cpo)}|{':'.join(emsp)}")
 
     async def _learn(self, module: str, object_id: str, value: str) -> None:
-        """First writer wins; a different value later marks the id ambiguous."""
+        """First writer wins; a different value later marks the id ambiguous. Every write
+        starts the key's time to live again."""
         if self._seen(module, object_id, value):
             return
-        key = self._key(module)
-        if not await self.redis.hsetnx(key, object_id, value):
-            current = await self.redis.hget(key, object_id)
-            if current is not None and current.decode() not in (value, AMBIGUOUS):
-                await self.redis.hset(key, object_id, AMBIGUOUS)
+        key = Keys.route(module, object_id)
+        if await self.redis.set(key, value, nx=True, ex=self.ttl):
+            return
+        current = await self.redis.get(key)
+        known = value if current is None else current.decode()  # None: it just expired
+        if known not in (value, AMBIGUOUS):
+            known = AMBIGUOUS
+        await self.redis.set(key, known, ex=self.ttl)
 
     async def owners(self, lookup: Lookup) -> list[tuple[str, str]] | None:
         """The parties an id belongs to; None when unknown, [] when ambiguous."""
-        raw = await self.redis.hget(self._key(lookup.module), lookup.id)
+        raw = await self.redis.get(Keys.route(lookup.module, lookup.id))
         if raw is None:
             return None
         value = raw.decode()
         if value == AMBIGUOUS:
             return []
-        return [tuple(p.split(":", 1)) for p in value.split("|")]  # type: ignore[misc]
+        return [_pair(p) for p in value.split("|")]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    country_code, _, party_id = text.partition(":")
+    return (country_code, party_id)

@@ -9,39 +9,26 @@ exactly one URL on behalf of exactly one platform: no open proxy.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 import redis.asyncio as aioredis
-from yarl import URL
 
 from hub.ocpi.body import decode_request
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import InterfaceRole
 from hub.ocpi.status import StatusCode
-from hub.registry.store import PREFIX
+from hub.registry.store import Keys
 from hub.routing.modules import Carrier
+from hub.routing.urls import HubUrls, Origin, origin
 
 T = TypeVar("T", bound=msgspec.Struct)
 
 PAGE_TTL = 3600  # seconds a next-page link stays valid
 LOCATION_TTL = 30 * 24 * 3600  # a CDR Location is fetched days later
 CALLBACK_TTL = 24 * 3600  # a command's result; RESERVE_NOW lives until its expiry
-
-
-Origin = tuple[str, str, int | None]  # scheme, host, port
-
-
-def origin(url: str) -> Origin:
-    parsed = URL(url)
-    return (parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port)
-
-
-def origins(urls: Iterable[str]) -> frozenset[Origin]:
-    return frozenset(origin(u) for u in urls if u)
 
 
 class Hop(msgspec.Struct, frozen=True):
@@ -81,33 +68,30 @@ class Callback(msgspec.Struct, frozen=True):
 
 
 class Relays:
-    def __init__(self, redis: aioredis.Redis, public_url: str) -> None:
+    def __init__(self, redis: aioredis.Redis, urls: HubUrls) -> None:
         self.redis = redis
-        self.public_url = public_url
-
-    @staticmethod
-    def _key(kind: str, relay_id: str) -> str:
-        return f"{PREFIX}{kind}:{relay_id}"
+        self.urls = urls
 
     async def _put(self, kind: str, value: msgspec.Struct, ttl: int) -> str:
         relay_id = secrets.token_urlsafe(18)
-        await self.redis.set(self._key(kind, relay_id), msgspec.json.encode(value), ex=ttl)
+        await self.redis.set(Keys.relay(kind, relay_id), msgspec.json.encode(value), ex=ttl)
         return relay_id
 
     async def _get(self, kind: str, relay_id: str, type_: type[T]) -> T | None:
         if not relay_id or len(relay_id) > 64:
             return None
-        raw = await self.redis.get(self._key(kind, relay_id))
+        raw = await self.redis.get(Keys.relay(kind, relay_id))
         return None if raw is None else msgspec.json.decode(raw, type=type_)
 
     async def link(self, link: Link, ttl: int = PAGE_TTL) -> str:
-        return f"{self.public_url}/ocpi/hub/links/{await self._put('link', link, ttl)}"
+        return self.urls("link", relay_id=await self._put("link", link, ttl))
 
     async def resolve_link(self, relay_id: str) -> Link | None:
         return await self._get("link", relay_id, Link)
 
     async def callback(self, callback: Callback, ttl: int = CALLBACK_TTL) -> str:
-        return f"{self.public_url}/ocpi/hub/callbacks/{await self._put('callback', callback, ttl)}"
+        relay_id = await self._put("callback", callback, ttl)
+        return self.urls("callback", relay_id=relay_id)
 
     async def resolve_callback(self, relay_id: str) -> Callback | None:
         return await self._get("callback", relay_id, Callback)

@@ -11,8 +11,14 @@ from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.registry.registry import Platform, TokenKind
-from hub.runtime import runtime
+from hub.registry.records import Platform, TokenKind
+from hub.runtime import Runtime
+
+
+def runtime(request: Request) -> Runtime:
+    """What this hub process holds (set on the app by ``create_app``)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 class AdminError(Exception):

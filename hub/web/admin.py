@@ -1,36 +1,27 @@
 """The operator's API under ``/admin`` (Bearer admin token): onboarding and watching platforms.
 
-Plain JSON, not OCPI envelopes: errors are ``{"error": "..."}`` with a fitting HTTP status.
+Plain JSON, not OCPI envelopes: errors are ``{"error": "..."}`` with a fitting HTTP status
+(and the OCPI ``status_code`` where the error has one: hub/web/errors.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import CountryCode, PartyId, Role
-from hub.ocpi.status import StatusCode
-from hub.registry.registry import Platform, party_key
-from hub.runtime import runtime
-from hub.web import credentials
-from hub.web.access import AdminError, require_admin
+from hub.onboarding.handshake import suspended
+from hub.registry.records import Platform, party_key
+from hub.web.access import AdminError, require_admin, runtime
+from hub.web.responses import json_response
 
 T = TypeVar("T")
-
-_encoder = msgspec.json.Encoder()
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        _encoder.encode(data), status_code=status, headers=headers, media_type="application/json"
-    )
 
 
 async def read_body(request: Request, type_: type[T]) -> T:
@@ -50,7 +41,7 @@ async def create_platform(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, NewPlatform)
     hub = runtime(request)
-    platform, token_a = await hub.registry.create_platform(body.name)
+    platform, token_a = await hub.writer.create_platform(body.name)
     return json_response(
         {
             "id": platform.id,
@@ -78,13 +69,6 @@ async def get_platform(request: Request) -> Response:
     return json_response(platform.public())
 
 
-routes = [
-    Route("/admin/platforms", create_platform, methods=["POST"]),
-    Route("/admin/platforms", list_platforms, methods=["GET"]),
-    Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
-]
-
-
 class Connect(msgspec.Struct):
     versions_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
     token_a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -94,28 +78,13 @@ class PlatformSettings(msgspec.Struct):
     raw_token: bool | None = None
 
 
-# OCPI codes of a failed connect, as the HTTP status the admin API answers with.
-_CONNECT_STATUS = {
-    StatusCode.UNABLE_TO_USE_CLIENT_API: 502,
-    StatusCode.UNSUPPORTED_VERSION: 502,
-    StatusCode.NO_MATCHING_ENDPOINTS: 502,
-    StatusCode.INVALID_PARAMETERS: 409,
-}
-
-
 async def connect_platform(request: Request) -> Response:
     """The hub as credentials Sender: register with a platform that gave us its token A."""
     require_admin(request)
     body = await read_body(request, Connect)
-    platform_id = request.path_params["platform_id"]
-    try:
-        platform = await credentials.connect(
-            runtime(request), platform_id, body.versions_url, body.token_a
-        )
-    except OcpiError as exc:
-        status = exc.http_status if exc.http_status != 200 else 422
-        status = _CONNECT_STATUS.get(exc.status_code, status)
-        return json_response({"error": exc.message, "status_code": exc.status_code}, status)
+    platform = await runtime(request).handshake.connect(
+        request.path_params["platform_id"], body.versions_url, body.token_a
+    )
     return json_response(platform.public())
 
 
@@ -136,7 +105,7 @@ async def update_platform(request: Request) -> Response:
 async def suspend_platform(request: Request) -> Response:
     """Tokens void both ways; the platform's parties become SUSPENDED."""
     require_admin(request)
-    platform = await _update(request, credentials.suspended, "suspended by operator")
+    platform = await _update(request, suspended, "suspended by operator")
     return json_response(platform.public())
 
 
@@ -145,11 +114,8 @@ async def _update(
     change: Callable[[Platform], Platform | None],
     cause: str = "changed by operator",
 ) -> Platform:
-    try:
-        registry = runtime(request).registry
-        return await registry.update(request.path_params["platform_id"], change, cause)
-    except OcpiError as exc:
-        raise AdminError(exc.http_status if exc.http_status != 200 else 400, exc.message) from None
+    writer = runtime(request).writer
+    return await writer.update(request.path_params["platform_id"], change, cause)
 
 
 async def list_parties(request: Request) -> Response:
@@ -210,10 +176,7 @@ async def announce_party(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, NewParty)
     key = party_key(body.country_code, body.party_id, body.role)
-    try:
-        await runtime(request).registry.announce(key, body.name)
-    except OcpiError as exc:
-        raise AdminError(exc.http_status, exc.message) from None
+    await runtime(request).writer.announce(key, body.name)
     party = (await runtime(request).registry.snapshot()).parties[key]
     return json_response(party.public(), 201)
 
@@ -232,7 +195,10 @@ async def party_history(request: Request) -> Response:
     return json_response(history)
 
 
-routes += [
+routes = [
+    Route("/admin/platforms", create_platform, methods=["POST"]),
+    Route("/admin/platforms", list_platforms, methods=["GET"]),
+    Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
     Route("/admin/parties", announce_party, methods=["POST"]),
     Route(
         "/admin/parties/{country_code}/{party_id}/{role}/history", party_history, methods=["GET"]

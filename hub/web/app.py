@@ -1,4 +1,4 @@
-"""The Starlette application: routes of every module, error handling, start and stop."""
+"""The Starlette application: routes of every module, each edge's error answers, start and stop."""
 
 from __future__ import annotations
 
@@ -13,22 +13,42 @@ from starlette.responses import Response
 
 from hub.config import Settings, load_settings, with_admin_token
 from hub.logs import configure_logging
-from hub.ocpi.envelope import OcpiError, error_response, ocpi_response
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
+from hub.registry.errors import RegistryError
 from hub.runtime import Runtime
-from hub.web import admin, credentials, functional, hubclientinfo, versions
+from hub.web import admin, credentials, functional, hubclientinfo, relays, versions
 from hub.web.access import AdminError
+from hub.web.errors import admin_http, answer_of, as_ocpi
 from hub.web.middleware import RequestContext
+from hub.web.responses import error_response, json_response, ocpi_response
+from hub.web.urls import RouteUrls
+
+
+def _admin(request: Request) -> bool:
+    return request.url.path.startswith("/admin")
 
 
 async def on_ocpi_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OcpiError)
+    if _admin(request):
+        body = {"error": exc.message, "status_code": exc.status_code}
+        return json_response(body, admin_http(exc))
     return error_response(exc)
+
+
+async def on_registry_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    if _admin(request):
+        answer = answer_of(exc)
+        body = {"error": exc.message, "status_code": answer.status_code}
+        return json_response(body, answer.admin_http)
+    return error_response(as_ocpi(exc))
 
 
 async def on_admin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminError)
-    return admin.json_response({"error": exc.message}, exc.http_status)
+    return json_response({"error": exc.message}, exc.http_status)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -41,25 +61,24 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         message = f"method {request.method} not allowed on {request.url.path}"
     else:
         message = str(exc.detail)
-    if request.url.path.startswith("/admin"):
-        return admin.json_response({"error": message}, exc.status_code, headers)
+    if _admin(request):
+        return json_response({"error": message}, exc.status_code, headers)
     return ocpi_response(None, StatusCode.CLIENT_ERROR, message, exc.status_code, headers)
 
 
 def create_app(settings: Settings) -> Starlette:
-    hub = Runtime(settings)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await hub.start()
+        await runtime.start()
         try:
             yield
         finally:
-            await hub.stop()
+            await runtime.stop()
 
     app = Starlette(
         routes=[
             *functional.routes,  # first: nearly all traffic, and Starlette tries in order
+            *relays.routes,
             *versions.routes,
             *credentials.routes,
             *hubclientinfo.routes,
@@ -68,12 +87,14 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],
         exception_handlers={
             OcpiError: on_ocpi_error,
+            RegistryError: on_registry_error,
             AdminError: on_admin_error,
             HTTPException: on_http_error,
         },
         lifespan=lifespan,
     )
-    app.state.runtime = hub
+    runtime = Runtime(settings, RouteUrls(app.router, settings.public_url))
+    app.state.runtime = runtime
     return app
 
 

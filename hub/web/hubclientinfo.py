@@ -12,8 +12,7 @@ from hub.ocpi import headers
 from hub.ocpi.envelope import Envelope, now
 from hub.ocpi.models import VERSION
 from hub.ocpi.pagination import parse_paging
-from hub.runtime import runtime
-from hub.web.access import authenticate
+from hub.web.access import authenticate, runtime
 
 
 async def list_client_info(request: Request) -> Response:
@@ -34,13 +33,13 @@ async def list_client_info(request: Request) -> Response:
     )
     page = [client_info(p) for p in matching[paging.offset : paging.offset + paging.limit]]
     response_headers = {headers.TOTAL_COUNT: str(len(matching)), headers.LIMIT: str(paging.limit)}
-    link = paging.next_link(
-        f"{hub.settings.public_url}/ocpi/{VERSION}/hubclientinfo", len(matching)
-    )
+    link = paging.next_link(hub.urls("hubclientinfo"), len(matching))
     if link:
         response_headers["Link"] = link
     body = msgspec.json.encode(Envelope(data=page, status_code=1000, timestamp=now()))
     return Response(body, headers=response_headers, media_type="application/json")
 
 
-routes = [Route(f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"])]
+routes = [
+    Route(f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"], name="hubclientinfo")
+]

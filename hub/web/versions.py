@@ -6,8 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.config import Settings
-from hub.ocpi.envelope import ocpi_response
 from hub.ocpi.models import (
     FUNCTIONAL_MODULES,
     VERSION,
@@ -17,46 +15,36 @@ from hub.ocpi.models import (
     Version,
     VersionDetails,
 )
-from hub.runtime import runtime
-from hub.web.access import authenticate
-
-BASE = f"/ocpi/{VERSION}"
-
-
-def module_url(settings: Settings, module: str, role: InterfaceRole) -> str:
-    """The hub's own endpoint of a module and interface role."""
-    return f"{settings.public_url}{BASE}/{module}/{role.lower()}"
+from hub.routing.urls import HubUrls
+from hub.web.access import authenticate, runtime
+from hub.web.responses import ocpi_response
 
 
-def hub_endpoints(settings: Settings) -> list[Endpoint]:
+def hub_endpoints(urls: HubUrls) -> list[Endpoint]:
+    """Every endpoint of the hub: credentials, the hubclientinfo Sender, and both interfaces
+    of every functional module."""
     endpoints = [
-        Endpoint(
-            ModuleID.CREDENTIALS, InterfaceRole.SENDER, f"{settings.public_url}{BASE}/credentials"
-        ),
-        Endpoint(
-            ModuleID.HUB_CLIENT_INFO,
-            InterfaceRole.SENDER,
-            f"{settings.public_url}{BASE}/hubclientinfo",
-        ),
+        Endpoint(ModuleID.CREDENTIALS, InterfaceRole.SENDER, urls("credentials")),
+        Endpoint(ModuleID.HUB_CLIENT_INFO, InterfaceRole.SENDER, urls("hubclientinfo")),
     ]
     for module in FUNCTIONAL_MODULES:
         for role in (InterfaceRole.SENDER, InterfaceRole.RECEIVER):
-            endpoints.append(Endpoint(module, role, module_url(settings, module, role)))
+            url = urls("module", module=module, interface=role.lower(), rest="")
+            endpoints.append(Endpoint(module, role, url))
     return endpoints
 
 
 async def versions(request: Request) -> Response:
     await authenticate(request, allow_token_a=True)
-    settings = runtime(request).settings
-    return ocpi_response([Version(VERSION, f"{settings.public_url}{BASE}/details")])
+    return ocpi_response([Version(VERSION, runtime(request).urls("details"))])
 
 
 async def version_details(request: Request) -> Response:
     await authenticate(request, allow_token_a=True)
-    return ocpi_response(VersionDetails(VERSION, hub_endpoints(runtime(request).settings)))
+    return ocpi_response(VersionDetails(VERSION, hub_endpoints(runtime(request).urls)))
 
 
 routes = [
-    Route("/ocpi/versions", versions, methods=["GET"]),
-    Route(f"{BASE}/details", version_details, methods=["GET"]),
+    Route("/ocpi/versions", versions, methods=["GET"], name="versions"),
+    Route(f"/ocpi/{VERSION}/details", version_details, methods=["GET"], name="details"),
 ]

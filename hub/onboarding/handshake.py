@@ -1,0 +1,182 @@
+"""The credentials handshake (credentials.asciidoc), with the hub on either side.
+
+As Receiver, a platform sends its Credentials and gets the hub's, with token C; as Sender, the
+hub registers with a platform that gave an operator its token A. Either way nothing is stored
+until every call has succeeded, and a failure leaves the previous state in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiohttp
+import msgspec
+
+from hub.config import Settings
+from hub.logs import get_logger
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.models import BusinessDetails, Credentials, CredentialsRole, Role
+from hub.onboarding.client import Negotiated, PlatformClient
+from hub.registry.errors import RegistryError, UnknownPlatform, WrongPlatformState
+from hub.registry.records import Platform, PlatformState, TokenKind
+from hub.registry.registry import Registry
+from hub.registry.snapshot import Snapshot
+from hub.registry.tokens import new_token, token_hash
+from hub.registry.writer import RegistryWriter
+
+log = get_logger(__name__)
+
+
+def suspended(platform: Platform) -> Platform:
+    """Tokens void both ways; the writer makes the platform's parties SUSPENDED."""
+    return msgspec.structs.replace(
+        platform, state=PlatformState.SUSPENDED, token_hashes={}, token_b=None
+    )
+
+
+def _registered(platform: Platform, body: Credentials, negotiated: Negotiated) -> Platform:
+    return msgspec.structs.replace(
+        platform,
+        state=PlatformState.REGISTERED,
+        versions_url=body.url,
+        version=negotiated.version,
+        endpoints=negotiated.endpoints,
+        roles=body.roles,
+        token_b=body.token,
+    )
+
+
+class Handshake:
+    def __init__(
+        self,
+        registry: Registry,
+        writer: RegistryWriter,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        versions_url: str,
+    ) -> None:
+        self.registry = registry
+        self.writer = writer
+        self.session = session
+        self.settings = settings
+        self.versions_url = versions_url
+
+    def credentials(self, snapshot: Snapshot, token: str, for_platform: str) -> Credentials:
+        """The hub's credentials: itself (role OTHER) first, then every party reachable
+        through it.
+
+        2.3.0 asks a hub to list the parties reachable through it in ``roles``; the hub itself
+        is always listed, so ``roles`` is never empty and names the party that broadcasts
+        come from.
+        """
+        settings = self.settings
+        roles = [
+            CredentialsRole(
+                role=Role.OTHER,
+                business_details=BusinessDetails(name=settings.business_name),
+                party_id=settings.party_id,
+                country_code=settings.country_code,
+            )
+        ]
+        for platform in sorted(snapshot.platforms.values(), key=lambda p: p.created):
+            if platform.id != for_platform and platform.state == PlatformState.REGISTERED:
+                roles.extend(platform.roles)
+        return Credentials(
+            token=token, url=self.versions_url, roles=roles, hub_party_id=settings.hub_party_id
+        )
+
+    def _client(self, token: str, platform: Platform, correlation_id: str | None) -> PlatformClient:
+        return PlatformClient(
+            self.session,
+            token,
+            platform.raw_token,
+            self.settings.forward_timeout,
+            correlation_id,
+        )
+
+    async def exchange(
+        self,
+        platform: Platform,
+        body: Credentials,
+        still_valid: Callable[[Platform], bool],
+        conflict: OcpiError,
+        cause: str,
+        correlation_id: str,
+    ) -> Credentials:
+        """Registration and update alike: fetch the platform's endpoints with its (new) token
+        B, then switch to them and to a new token C in one registry write, or change
+        nothing. ``conflict`` is raised when ``still_valid`` says another request won."""
+        negotiated = await self._client(body.token, platform, correlation_id).negotiate(body.url)
+        token_c = new_token()
+
+        def switch(current: Platform) -> Platform:
+            if not still_valid(current):
+                raise conflict
+            return msgspec.structs.replace(
+                _registered(current, body, negotiated),
+                token_hashes={token_hash(token_c): TokenKind.CREDENTIALS},
+            )
+
+        updated = await self.writer.update(platform.id, switch, cause)
+        log.info(cause, parties=len(updated.roles), version=updated.version)
+        return self.credentials(await self.registry.snapshot(), token_c, platform.id)
+
+    async def connect(self, platform_id: str, versions_url: str, token_a: str) -> Platform:
+        """The hub as Sender: register with a platform that issued ``token_a`` to the hub.
+
+        The token the platform will call the hub with is valid (for versions and credentials
+        only) while the platform handles the POST, since it fetches the hub's versions with it.
+        """
+        platform = await self.registry.get(platform_id)
+        if platform is None:
+            raise UnknownPlatform(platform_id)
+        if platform.state != PlatformState.PENDING:
+            raise WrongPlatformState(
+                f"platform {platform_id} is {platform.state}: "
+                "connect needs a new (PENDING) platform"
+            )
+        client = self._client(token_a, platform, None)
+        negotiated = await client.negotiate(versions_url)
+        token_for_platform = new_token()
+        pending_hash = token_hash(token_for_platform)
+
+        def add_pending(current: Platform) -> Platform:
+            hashes = {**current.token_hashes, pending_hash: TokenKind.REGISTRATION}
+            return msgspec.structs.replace(current, token_hashes=hashes)
+
+        def drop_pending(current: Platform) -> Platform:
+            hashes = {k: v for k, v in current.token_hashes.items() if k != pending_hash}
+            return msgspec.structs.replace(current, token_hashes=hashes)
+
+        await self.writer.update(platform_id, add_pending)
+        try:
+            snapshot = await self.registry.snapshot()
+            ours = self.credentials(snapshot, token_for_platform, platform_id)
+            theirs = await client.call("POST", negotiated.credentials_url(), Credentials, ours)
+        except BaseException:
+            # Runs on cancellation too: the pending token must not outlive the attempt.
+            await self.writer.update(platform_id, drop_pending)
+            raise
+
+        def register(current: Platform) -> Platform:
+            registered = _registered(current, theirs, negotiated)
+            return msgspec.structs.replace(
+                registered,
+                versions_url=versions_url,
+                token_hashes={pending_hash: TokenKind.CREDENTIALS},
+            )
+
+        try:
+            updated = await self.writer.update(platform_id, register, "connected by operator")
+        except RegistryError:
+            # The platform registered the hub, but the hub cannot keep it (a party is taken):
+            # undo on their side too, so neither side holds half a connection.
+            undo = self._client(theirs.token, platform, None)
+            try:
+                await undo.call("DELETE", negotiated.credentials_url(), object)
+            except OcpiError as exc:
+                log.warning("could not undo registration at the platform", error=exc.message)
+            await self.writer.update(platform_id, drop_pending)
+            raise
+        log.info("connected to platform", platform_id=platform_id, parties=len(updated.roles))
+        return updated

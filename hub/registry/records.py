@@ -1,0 +1,150 @@
+"""The registry's record types: platforms, their parties, and each party's status history.
+
+Plain msgspec structs with no behaviour beyond reading themselves: the snapshot indexes them,
+the writer stores them, and nothing here touches Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from hub.ocpi.models import (
+    ConnectionStatus,
+    CredentialsRole,
+    Endpoint,
+    InterfaceRole,
+    ModuleID,
+    Role,
+)
+
+
+class PlatformState(StrEnum):
+    PENDING = "PENDING"  # created by an operator, not registered yet
+    REGISTERED = "REGISTERED"  # credentials exchanged
+    SUSPENDED = "SUSPENDED"  # unregistered or suspended: tokens void
+
+
+class TokenKind(StrEnum):
+    REGISTRATION = "A"  # CREDENTIALS_TOKEN_A: versions and credentials only
+    CREDENTIALS = "C"  # the token a registered platform calls the hub with
+
+
+class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    name: str
+    state: PlatformState = PlatformState.PENDING
+    created: datetime
+    updated: datetime
+    versions_url: str | None = None
+    version: str | None = None
+    endpoints: list[Endpoint] = []
+    roles: list[CredentialsRole] = []
+    token_b: str | None = None  # the token the hub calls this platform with
+    token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
+    raw_token: bool = False  # legacy peers that expect the token unencoded
+
+    def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
+        """Identifiers are stored normalized (hub/onboarding/client.py negotiate)."""
+        module = ModuleID.normalize(module)
+        for endpoint in self.endpoints:
+            if endpoint.identifier == module and (
+                endpoint.role == role or module == ModuleID.CREDENTIALS
+            ):
+                return endpoint
+        return None
+
+    def urls(self) -> list[str]:
+        """Every URL the platform gave the hub: its versions URL and its endpoints."""
+        return [u for u in (self.versions_url, *(e.url for e in self.endpoints)) if u]
+
+    def public(self) -> dict[str, Any]:
+        """The record as the admin API shows it: never a token."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "created": self.created,
+            "updated": self.updated,
+            "versions_url": self.versions_url,
+            "version": self.version,
+            "raw_token": self.raw_token,
+            "roles": [
+                {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
+                for r in self.roles
+            ],
+            "endpoints": self.endpoints,
+        }
+
+
+PartyKey = tuple[str, str, Role]  # (country_code, party_id, role), upper case
+
+
+def party_key(country_code: str, party_id: str, role: Role | str) -> PartyKey:
+    return (country_code.upper(), party_id.upper(), Role(role))
+
+
+def party_field(key: PartyKey) -> str:
+    """The one text form of a party key in Redis: ``CC:PID:ROLE``."""
+    return f"{key[0]}:{key[1]}:{key[2]}"
+
+
+def parse_party_field(field: str) -> PartyKey:
+    country_code, party_id, role = field.split(":")
+    return (country_code, party_id, Role(role))
+
+
+def party_keys(roles: Iterable[CredentialsRole]) -> list[PartyKey]:
+    return [party_key(r.country_code, r.party_id, r.role) for r in roles]
+
+
+class PartyState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A party's connection status as the hub keeps it (mod_hub_client_info, ClientInfo)."""
+
+    status: ConnectionStatus
+    last_updated: datetime
+    name: str | None = None  # the name an operator announced a PLANNED party with
+
+
+class Transition(msgspec.Struct, frozen=True):
+    """One change of a party's status: what it was, what it became, when and why."""
+
+    at: datetime
+    status: ConnectionStatus
+    previous: ConnectionStatus | None
+    cause: str
+
+
+class Party(msgspec.Struct, frozen=True):
+    """A party reachable (or once reachable) through the hub, with its connection status."""
+
+    country_code: str
+    party_id: str
+    role: Role
+    platform_id: str | None  # None: announced (PLANNED), no platform yet
+    name: str
+    status: ConnectionStatus
+    last_updated: datetime
+
+    @property
+    def key(self) -> PartyKey:
+        return (self.country_code, self.party_id, self.role)
+
+    @property
+    def code(self) -> tuple[str, str]:
+        """(country_code, party_id): how routing headers name the party."""
+        return (self.country_code, self.party_id)
+
+    def public(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__struct_fields__}
+
+
+# The status a platform's state gives its parties; REGISTERED ones may be OFFLINE instead.
+PLATFORM_STATUS = {
+    PlatformState.REGISTERED: ConnectionStatus.CONNECTED,
+    PlatformState.SUSPENDED: ConnectionStatus.SUSPENDED,
+}

@@ -1,0 +1,95 @@
+"""Starlette responses of every kind the hub gives: OCPI envelopes, admin JSON, the hub's own
+answers, and a receiver's answer streamed back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from hub.logs import get_logger
+from hub.ocpi.envelope import OcpiError, encode_envelope
+from hub.ocpi.status import StatusCode
+from hub.routing.forwarder import Relayed
+from hub.routing.request import HubAnswer
+
+log = get_logger(__name__)
+JSON = "application/json"
+_encoder = msgspec.json.Encoder()
+
+
+def ocpi_response(
+    data: Any = None,
+    status_code: int = StatusCode.SUCCESS,
+    status_message: str | None = None,
+    http_status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        encode_envelope(data, status_code, status_message),
+        status_code=http_status,
+        headers=headers,
+        media_type=JSON,
+    )
+
+
+def error_response(error: OcpiError) -> Response:
+    return ocpi_response(
+        None, error.status_code, error.message, error.http_status, headers=error.headers
+    )
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The admin API's plain JSON (not an OCPI envelope)."""
+    return Response(_encoder.encode(data), status_code=status, headers=headers, media_type=JSON)
+
+
+def answer_response(answer: Relayed | HubAnswer) -> Response:
+    if isinstance(answer, HubAnswer):
+        return Response(answer.body, answer.status, answer.headers, media_type=JSON)
+    return RelayedResponse(answer)
+
+
+class RelayedResponse(Response):
+    """The receiver's answer as it came: a small body at once, a large one chunk by chunk
+    (memory stays flat); headers are already raw. A requester that stops reading gets
+    ``timeout`` seconds per chunk, then the connection closes and the platform's slot is
+    free again."""
+
+    def __init__(self, relayed: Relayed) -> None:
+        self.status_code = relayed.status
+        self.raw_headers = relayed.headers
+        self.relayed = relayed
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relayed = self.relayed
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        upstream = relayed.upstream
+        if upstream is None:
+            await send({"type": "http.response.body", "body": relayed.first})
+            return
+        try:
+            if relayed.first:
+                await self._send(send, relayed.first)
+            async for chunk in upstream.response.content.iter_any():
+                await self._send(send, chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("streaming stopped: a side broke off or stopped reading", error=str(exc))
+            raise
+        finally:
+            upstream.release()
+
+    async def _send(self, send: Send, chunk: bytes) -> None:
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        async with asyncio.timeout(self.relayed.timeout):
+            await send(message)
