@@ -1,0 +1,42 @@
+"""What the hub accepts as an OCPI response from a receiver (transport_and_format,
+"Response format"): a JSON object with a status_code, checked without decoding the body."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.ocpi.envelope import OcpiError
+from hub.ocpi.status import StatusCode
+from hub.routing.forwarder import _check_envelope
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}',
+        b'{"data":[],"status_code":2001,"status_message":"bad"}',
+        b' \r\n\t{"status_code": 1000}',
+    ],
+)
+def test_an_envelope_passes(body: bytes) -> None:
+    assert _check_envelope(body) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'[{"status_code": 1000}]',
+        b'"status_code"',
+        b'{"data": [], "timestamp": "2026-01-01T00:00:00Z"}',
+        b'{"status": 1000}',
+        b'{"message": "status_code missing"}',
+    ],
+)
+def test_anything_else_is_4000(body: bytes) -> None:
+    with pytest.raises(OcpiError) as error:
+        _check_envelope(body)
+    assert error.value.status_code == StatusCode.HUB_ERROR
+    assert error.value.message == "the receiver answered something that is not an OCPI response"
