@@ -9,14 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub.ocpi.models import BusinessDetails, ConnectionStatus, CredentialsRole, Role
-from hub.registry.registry import (
-    PartyKey,
-    PartyState,
-    Platform,
-    PlatformState,
-    Snapshot,
-    _status_moves,
-)
+from hub.registry.records import PartyKey, PartyState, Platform, PlatformState
+from hub.registry.snapshot import Snapshot
+from hub.registry.writer import status_moves
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONNECTED, OFFLINE = ConnectionStatus.CONNECTED, ConnectionStatus.OFFLINE
@@ -216,10 +211,10 @@ def test_connected(record: Platform, states: dict[PartyKey, PartyState], expecte
         ),
     ],
 )
-def test_status_moves(
+def teststatus_moves(
     current: Platform | None,
     updated: Platform,
     claims: dict[PartyKey, str],
     expected: dict[PartyKey, ConnectionStatus],
 ) -> None:
-    assert _status_moves(current, updated, claims) == expected
+    assert status_moves(current, updated, claims) == expected

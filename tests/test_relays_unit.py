@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.routing.relays import CALLBACK_TTL, _callback_ttl, origin, origins
+from hub.routing.relays import CALLBACK_TTL, _callback_ttl
+from hub.routing.urls import origin, origins
 
 DAY = 24 * 3600
 

@@ -8,7 +8,7 @@ import pytest
 
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
-from hub.routing.decide import join_url, raw_suffix
+from hub.routing.urls import join_url, raw_suffix
 
 PREFIX = "/ocpi/2.3.0/locations/sender"
 
