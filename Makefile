@@ -21,9 +21,12 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Style, types, and the layers of the README's Layout section (import-linter contracts).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

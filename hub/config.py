@@ -14,11 +14,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hub.ocpi.models import CountryCode, PartyId
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hub.toml"
 ENV_PREFIX = "HUB_"
-
-CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$", description="2 letters")]
-PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$", description="3 letters/digits")]
 
 
 class ConfigError(Exception):

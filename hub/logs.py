@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 _json = msgspec.json.Encoder()
 
@@ -62,8 +63,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> FilteringBoundLogger:
+    """The logger ``configure_logging`` sets up (make_filtering_bound_logger)."""
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
 
 
 bind_contextvars = structlog.contextvars.bind_contextvars

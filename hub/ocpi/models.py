@@ -14,8 +14,8 @@ import msgspec
 
 VERSION = "2.3.0"
 
-CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$")]
-PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$")]
+CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$", description="2 letters")]
+PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$", description="3 letters/digits")]
 CredentialsToken = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
 ]

@@ -146,9 +146,10 @@ def route_direct(
             f"receiver {'/'.join(receiver)} is {status}",
         )
     for party in reachable:
-        platform = snapshot.platforms[party.platform_id]
-        endpoint = platform.endpoint(facts.id, interface)
-        if endpoint is not None:
+        # A reachable party is CONNECTED or OFFLINE, so it has a platform.
+        platform = snapshot.platforms.get(party.platform_id or "")
+        endpoint = platform.endpoint(facts.id, interface) if platform else None
+        if platform is not None and endpoint is not None:
             return Direct(party, platform, endpoint.url)
     raise OcpiError(
         StatusCode.HUB_ERROR,

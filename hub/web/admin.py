@@ -124,7 +124,7 @@ async def list_parties(request: Request) -> Response:
     snapshot = await hub.registry.refresh_if_stale()
     seen = await hub.registry.last_seen()
     rows = [
-        {**party.public(), "last_seen": _iso(seen.get(party.platform_id))}
+        {**party.public(), "last_seen": _iso(seen.get(party.platform_id or ""))}
         for party in sorted(snapshot.parties.values(), key=lambda p: p.key)
     ]
     return json_response(rows)
