@@ -36,7 +36,9 @@ class Runtime:
     def __init__(self, settings: Settings, urls: HubUrls) -> None:
         self.settings = settings
         self.urls = urls
-        self.redis: aioredis.Redis = connect(settings.redis_url)
+        self.redis: aioredis.Redis = connect(
+            settings.redis_url, settings.redis_timeout, settings.redis_max_connections
+        )
         self.registry = Registry(self.redis)
         self.writer = RegistryWriter(self.redis, self.registry, self.party)
         self.relays = Relays(self.redis, urls)

@@ -3,13 +3,16 @@
 Each hub process keeps the whole registry as one ``Snapshot`` for the hot path: a request
 costs no Redis round trip while the snapshot is current, and every process drops its
 snapshot as soon as any process writes (``RegistryWriter`` bumps the generation and
-publishes on ``Keys.channel``).
+publishes on ``Keys.channel``). While Redis cannot be reached, the last snapshot keeps
+serving (tokens and parties as they were), and a reload is tried again every
+``STALE_RETRY`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
@@ -26,12 +29,14 @@ from hub.registry.records import (
     party_field,
 )
 from hub.registry.snapshot import Snapshot
-from hub.registry.store import Keys
+from hub.registry.store import Keys, StoreUnavailable
 
 log = get_logger(__name__)
 
 HISTORY = 200  # transitions kept per party
 MEMO = 100_000  # Authorization header values remembered per snapshot
+STALE_RETRY = 1.0  # seconds between reload attempts while Redis is unavailable
+TOUCH_INTERVAL = 1.0  # seconds between two last-seen writes for one platform
 
 _platform = msgspec.json.Decoder(Platform)
 _state = msgspec.json.Decoder(PartyState)
@@ -47,8 +52,11 @@ class Registry:
         # Authorization header -> platform, for the current snapshot: a header seen before
         # costs one dict look-up (no base64, no hashing).
         self._by_header: dict[str, Authenticated] = {}
+        self._last: Snapshot | None = None  # the newest loaded, current or not
+        self._retry_at = 0.0  # while Redis is unavailable: no reload before this moment
         self._epoch = 0  # bumped by every invalidation
         self._loading: asyncio.Lock = asyncio.Lock()
+        self._refresh: asyncio.Future[Snapshot] | None = None
         self._seen: dict[str, float] = {}
 
     async def snapshot(self) -> Snapshot:
@@ -58,10 +66,21 @@ class Registry:
         async with self._loading:
             if self._snapshot is not None:
                 return self._snapshot
+            last = self._last
+            if last is not None and time.monotonic() < self._retry_at:
+                return last
             epoch = self._epoch
-            loaded = await self._load()
+            try:
+                loaded = await self._load()
+            except StoreUnavailable as exc:
+                if last is None:
+                    raise
+                self._retry_at = time.monotonic() + STALE_RETRY
+                log.warning("registry unavailable: serving the last snapshot", error=str(exc))
+                return last
             if epoch == self._epoch:  # no invalidation arrived while loading: keep it
                 self._snapshot = loaded
+            self._last = loaded
             return loaded
 
     async def _load(self) -> Snapshot:
@@ -87,8 +106,13 @@ class Registry:
         return snapshot
 
     async def authenticate(self, header: str | None) -> Authenticated | None:
-        """Authorization header -> platform. An unknown token costs one check that the
-        snapshot is current."""
+        """Authorization header -> platform.
+
+        A token not in the snapshot waits for one check that the snapshot is current (a
+        token issued through another process a moment ago works at once), shared by every
+        miss that arrives meanwhile: no number of unknown tokens costs more than one Redis
+        round trip at a time.
+        """
         if not header:
             return None
         snapshot = await self.snapshot()
@@ -96,24 +120,53 @@ class Registry:
         if found is not None:
             return found
         tokens = token_candidates(header)
-        for current in (snapshot, await self.refresh_if_stale()):
-            for token in tokens:
-                if found := current.token(token):
-                    if current is self._snapshot and len(self._by_header) < MEMO:
-                        self._by_header[header] = found
-                    return found
+        if not tokens:
+            return None
+        found = self._remember(header, snapshot, tokens)
+        if found is not None:
+            return found
+        try:
+            refreshed = await self._refreshed_after_now()
+        except StoreUnavailable:
+            return None  # answered from the snapshot we have
+        return self._remember(header, refreshed, tokens)
+
+    def _remember(
+        self, header: str, snapshot: Snapshot, tokens: Sequence[str]
+    ) -> Authenticated | None:
+        for token in tokens:
+            if found := snapshot.token(token):
+                if snapshot is self._snapshot and len(self._by_header) < MEMO:
+                    self._by_header[header] = found
+                return found
         return None
+
+    async def _refreshed_after_now(self) -> Snapshot:
+        """A snapshot checked against Redis after this call began. One check runs at a time;
+        callers that arrive while it runs wait for it, then share the next one."""
+        current = self._refresh
+        if current is not None and not current.done():
+            await asyncio.wait([current])  # it may have begun before our token was issued
+        upcoming = self._refresh
+        if upcoming is None or upcoming.done() or upcoming is current:
+            upcoming = self._refresh = asyncio.ensure_future(self.refresh_if_stale())
+            upcoming.add_done_callback(_retrieve)
+        return await asyncio.shield(upcoming)
 
     async def get(self, platform_id: str) -> Platform | None:
         return (await self.snapshot()).platforms.get(platform_id)
 
-    async def touch(self, platform_id: str, interval: float = 1.0) -> None:
-        """Record that a platform spoke to the hub; at most one write per interval."""
+    def touch_due(self, platform_id: str) -> bool:
+        """True at most once per TOUCH_INTERVAL per platform: time to record it was seen."""
         moment = time.time()
-        if moment - self._seen.get(platform_id, 0.0) < interval:
-            return
+        if moment - self._seen.get(platform_id, 0.0) < TOUCH_INTERVAL:
+            return False
         self._seen[platform_id] = moment
-        await self.redis.hset(Keys.last_seen, platform_id, str(moment))
+        return True
+
+    async def touch(self, platform_id: str) -> None:
+        """Record that a platform spoke to the hub (``last-seen``, for still-alive checks)."""
+        await self.redis.hset(Keys.last_seen, platform_id, str(time.time()))
 
     async def last_seen(self) -> dict[str, float]:
         raw = await self.redis.hgetall(Keys.last_seen)
@@ -140,3 +193,9 @@ class Registry:
                 self.invalidate()
                 log.warning("registry invalidation channel lost", error=str(exc))
                 await asyncio.sleep(0.5)
+
+
+def _retrieve(future: asyncio.Future[Snapshot]) -> None:
+    """A refresh whose waiters all left still has its error retrieved (and dropped)."""
+    if not future.cancelled():
+        future.exception()

@@ -52,7 +52,8 @@ async def authenticate(
     request.state.platform = platform
     request.state.token_kind = kind
     bind_contextvars(platform_id=platform.id)
-    await hub.registry.touch(platform.id)
+    if hub.registry.touch_due(platform.id):
+        hub.detach(hub.registry.touch(platform.id))  # off the request path
     if platform.id in (await hub.registry.snapshot()).offline:
         hub.revive(platform.id)
     return platform

@@ -16,8 +16,9 @@ from hub.logs import configure_logging
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.registry.errors import RegistryError
+from hub.registry.store import StoreUnavailable
 from hub.runtime import Runtime
-from hub.web import admin, credentials, functional, hubclientinfo, relays, versions
+from hub.web import admin, credentials, functional, health, hubclientinfo, relays, versions
 from hub.web.access import AdminError
 from hub.web.errors import admin_http, answer_of, as_ocpi
 from hub.web.middleware import RequestContext
@@ -44,6 +45,16 @@ async def on_registry_error(request: Request, exc: Exception) -> Response:
         body = {"error": exc.message, "status_code": answer.status_code}
         return json_response(body, answer.admin_http)
     return error_response(as_ocpi(exc))
+
+
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    """Redis cannot be reached or did not answer in time: 503, the request changed nothing
+    the hub knows of, and the caller may retry (``/readyz`` says when)."""
+    assert isinstance(exc, StoreUnavailable)
+    message = f"the hub cannot reach its store, retry later: {exc.args[0]}"
+    if _admin(request):
+        return json_response({"error": message}, 503, {"Retry-After": "1"})
+    return ocpi_response(None, StatusCode.SERVER_ERROR, message, 503, {"Retry-After": "1"})
 
 
 async def on_admin_error(request: Request, exc: Exception) -> Response:
@@ -83,11 +94,13 @@ def create_app(settings: Settings) -> Starlette:
             *credentials.routes,
             *hubclientinfo.routes,
             *admin.routes,
+            *health.routes,
         ],
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],
         exception_handlers={
             OcpiError: on_ocpi_error,
             RegistryError: on_registry_error,
+            StoreUnavailable: on_store_unavailable,
             AdminError: on_admin_error,
             HTTPException: on_http_error,
         },
