@@ -3,12 +3,16 @@ the hub decides the receiver from what it has seen."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
+from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, register, until
 from tests.support import RunningHub
 
@@ -235,3 +239,96 @@ async def test_session_id_of_two_cpos_is_not_guessed(
 
         await asyncio.sleep(0.02)
     assert body["status_code"] == 4001 and "session 1234" in body["status_message"]
+
+
+# -- the index forgets: every id expires open_routing_ttl seconds after its last push -------
+
+
+async def _key_appears(redis: aioredis.Redis, key: str, seconds: float = 5.0) -> None:
+    """The index is written just after the push is answered (in the background)."""
+    deadline = time.monotonic() + seconds
+    while not await redis.exists(key):
+        assert time.monotonic() < deadline, f"{key} was never written"
+        await asyncio.sleep(0.02)
+
+
+async def _push_location_and_session(
+    hub: RunningHub, http: aiohttp.ClientSession, cpo: FakePlatform, location_id: str
+) -> None:
+    """A location and a session from NL/CPA to DE/MSA, routed directly (the index learns
+    the location's owner and the session's CPO and eMSP)."""
+    _, body = await call(
+        hub, http, cpo, "PUT", "locations", "receiver", f"/NL/CPA/{location_id}",
+        {"id": location_id}, ("DE", "MSA"),
+    )  # fmt: skip
+    assert body["status_code"] == 1000
+    _, body = await call(
+        hub, http, cpo, "PUT", "sessions", "receiver", "/NL/CPA/S5", {"id": "S5"}, ("DE", "MSA")
+    )
+    assert body["status_code"] == 1000
+
+
+async def test_index_entries_expire_after_open_routing_ttl(
+    hub_factory: HubFactory, redis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    """Code review: the index kept every session id ever pushed. Each id is now a key of
+    its own with a time to live of OPEN_ROUTING_TTL seconds."""
+    async with (
+        hub_factory(open_routing_ttl=60) as hub,
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+    ):
+        assert hub.settings.open_routing_ttl == 60
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+        await _push_location_and_session(hub, http, cpo, "LOC5")
+        expected = {
+            "{hub}:route:locations:LOC5": b"NL:CPA",
+            "{hub}:route:sessions:S5": b"NL:CPA|DE:MSA",
+        }
+        for key, value in expected.items():
+            await _key_appears(redis, key)
+            assert await redis.get(key) == value
+            ttl = await redis.ttl(key)
+            assert 0 < ttl <= 60, (key, ttl)
+
+
+async def test_expired_id_is_no_longer_routed(
+    hub_factory: HubFactory, redis: aioredis.Redis, http: aiohttp.ClientSession
+) -> None:
+    """With OPEN_ROUTING_TTL=1 the location is forgotten a second after its push: the key
+    goes, and an open GET of it is 4001 again (the hub no longer knows its owner)."""
+    async with (
+        hub_factory(open_routing_ttl=1) as hub,
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+        await _push_location_and_session(hub, http, cpo, "LOC6")
+        key = "{hub}:route:locations:LOC6"
+        await _key_appears(redis, key)
+        assert 0 <= await redis.ttl(key) <= 1
+        deadline = time.monotonic() + 5
+        while await redis.exists(key) or await redis.exists("{hub}:route:sessions:S5"):
+            assert time.monotonic() < deadline, "the index entries never expired"
+            await asyncio.sleep(0.05)
+        cpo.received.clear()
+        _, body = await call(hub, http, emsp, "GET", "locations", "sender", "/LOC6")
+        assert body["status_code"] == 4001 and "location LOC6" in body["status_message"]
+        assert cpo.calls() == []
+
+
+async def test_default_open_routing_ttl_is_30_days(
+    hub: RunningHub,
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    platforms: tuple[FakePlatform, ...],
+) -> None:
+    cpo_a = platforms[0]
+    assert hub.settings.open_routing_ttl == 30 * 24 * 3600 == 2592000
+    await _push_location_and_session(hub, http, cpo_a, "LOC7")
+    for key in ("{hub}:route:locations:LOC7", "{hub}:route:sessions:S5"):
+        await _key_appears(redis, key)
+        ttl = await redis.ttl(key)
+        assert 2592000 - 60 <= ttl <= 2592000, (key, ttl)
