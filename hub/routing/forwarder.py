@@ -9,10 +9,11 @@ answers is not OCPI.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple, TypeVar
 
 import aiohttp
+import msgspec
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -200,10 +201,7 @@ class Forwarder:
         upstream = await self.call(target, method, url, out, body, background)
         try:
             response = upstream.response
-            return response.status, response.headers, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {reason}") from None
+            return response.status, response.headers, await _read(response.read())
         finally:
             upstream.release()
 
@@ -216,8 +214,9 @@ class Forwarder:
         self, upstream: Upstream, hop: Hop | None, routing: Mapping[str, str]
     ) -> Relayed:
         """The receiver's status and body, its pagination headers, links rewritten to the hub.
-        The body is never decoded: a small one is checked to look like an envelope, a large
-        one streams through."""
+        A small body is checked to be a JSON object with a status_code (never re-encoded), a
+        large one streams through. An answer that stalls or breaks off before the requester
+        got anything is 4002, like one that never came."""
         response = upstream.response
         try:
             out: RawHeaders = [
@@ -231,13 +230,13 @@ class Forwarder:
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
             length = response.content_length
             if length is not None and length <= SMALL_BODY:
-                body = await response.read()
+                body = await _read(response.read())
                 upstream.release()
                 if not encoded:
                     _check_envelope(body)
                 out.append((b"content-length", str(len(body)).encode()))
                 return Relayed(response.status, out, body, None, self.timeout)
-            first = await _first_bytes(response)
+            first = await _read(_first_bytes(response))
             if not encoded and not first.lstrip().startswith(b"{"):
                 raise _not_ocpi()
             if length is not None:
@@ -281,10 +280,32 @@ def _not_ocpi() -> OcpiError:
     )
 
 
+class _Envelope(msgspec.Struct):
+    status_code: object  # present at the top level; its value is the receiver's business
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
 def _check_envelope(body: bytes) -> None:
-    """An OCPI response is a JSON object with a status_code: checked without decoding it."""
-    if not body.lstrip().startswith(b"{") or b'"status_code"' not in body:
-        raise _not_ocpi()
+    """An OCPI response is a JSON object with a status_code: a whole, valid JSON document
+    (a truncated one is not), read without building its data."""
+    try:
+        _envelope.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        raise _not_ocpi() from None
+
+
+T = TypeVar("T")
+
+
+async def _read(reading: Awaitable[T]) -> T:
+    """Reading a receiver's body: a stall past FORWARD_TIMEOUT or a cut-off is 4002."""
+    try:
+        return await reading
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {reason}") from None
 
 
 async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:

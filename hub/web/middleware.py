@@ -6,6 +6,8 @@ passes through it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -27,9 +29,13 @@ class RequestContext:
     """Echo X-Request-ID / X-Correlation-ID (made up when absent), cap request bodies, and
     turn any unexpected error into HTTP 500 with status 3000 while the log gets the trace."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, drain_seconds: float = 10.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # What is left of a body the answer did not need is read and dropped before the
+        # answer ends, up to this much: see _drain.
+        self.drain_bytes = max(4 * max_body_bytes, 16 * 1024 * 1024)
+        self.drain_seconds = drain_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,8 +48,10 @@ class RequestContext:
                 request_id = value.decode("latin-1")
             elif name == b"x-correlation-id":
                 correlation_id = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
+            elif name == b"content-length" and value.isdigit() and len(value) < 19:
                 content_length = int(value)
+            elif name == b"transfer-encoding":
+                content_length = max(content_length, 1)  # a body of unknown length
         request_id = request_id or headers.new_message_id()
         correlation_id = correlation_id or headers.new_message_id()
         state = scope.setdefault("state", {})
@@ -58,6 +66,7 @@ class RequestContext:
         started = False
         status = 0
         began = time.perf_counter()
+        body_read = content_length <= 0  # no body, or the app has read all of it
 
         async def send_with_ids(message: Message) -> None:
             nonlocal started, status
@@ -66,6 +75,8 @@ class RequestContext:
                 status = message["status"]
                 # No route sets these itself (the forwarder drops the receiver's).
                 message["headers"] = [*message.get("headers", []), *id_headers]
+            elif not body_read and not message.get("more_body", False):
+                await self._drain(receive)
             await send(message)
 
         if content_length > self.max_body_bytes:
@@ -75,12 +86,15 @@ class RequestContext:
         received = 0
 
         async def receive_capped() -> Message:
-            nonlocal received
+            nonlocal received, body_read
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_read = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise BodyTooLarge
+            else:
+                body_read = True  # disconnected: nothing left to read
             return message
 
         try:
@@ -101,6 +115,25 @@ class RequestContext:
             status=status,
             duration_ms=round((time.perf_counter() - began) * 1000, 2),
         )
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop the rest of a request body the answer did not need (401, 404, 405,
+        413 come before it is read), bounded in bytes and time, before the answer ends.
+
+        A client that writes its whole body before reading would otherwise meet a socket
+        the server closed with its data unread: the kernel answers that with a reset, and
+        the client loses the answer it was about to read.
+        """
+        taken = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.drain_seconds):
+                while taken <= self.drain_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    taken += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
 
     async def _too_large(self, send: Send) -> None:
         await _send_envelope(

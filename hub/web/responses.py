@@ -61,7 +61,8 @@ class RelayedResponse(Response):
     """The receiver's answer as it came: a small body at once, a large one chunk by chunk
     (memory stays flat); headers are already raw. A requester that stops reading gets
     ``timeout`` seconds per chunk, then the connection closes and the platform's slot is
-    free again."""
+    free again; a receiver that breaks off mid-stream closes the requester's connection the
+    same way (one warning in the log, no error)."""
 
     def __init__(self, relayed: Relayed) -> None:
         self.status_code = relayed.status
@@ -84,8 +85,9 @@ class RelayedResponse(Response):
                 await self._send(send, chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
+            # The status is out already: ending here leaves the answer incomplete, so the
+            # server closes the connection and the requester cannot mistake it for whole.
             log.warning("streaming stopped: a side broke off or stopped reading", error=str(exc))
-            raise
         finally:
             upstream.release()
 
