@@ -351,3 +351,97 @@ async def test_redis_paused_holds_no_request_past_its_bound(
         assert [status for status, _ in results][1] == 503  # a write cannot be done
         assert await _status(http, "GET", f"{hub.url}/admin/platforms", **admin) == 200
         assert (await _routed_get(http, hub, emsp, ("NL", "CPA")))[:2] == (200, 1000)
+
+
+ADMIN = "admin-" + "r" * 32
+
+
+def _hub_process(data: Path, port: int = 0) -> Any:
+    from tests.test_serve import HubProcess
+
+    env = {"HUB_ADMIN_TOKEN": ADMIN, "HUB_FORWARD_TIMEOUT": "5"}
+    return HubProcess(data, port, **env)
+
+
+async def _admin_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url, headers={"Authorization": f"Bearer {ADMIN}"}) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def test_sigterm_lets_requests_in_flight_finish(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """SIGTERM: the hub stops taking new connections but answers the requests in flight
+    (within its grace period) before it exits."""
+    from tests.support import HubClient
+
+    process = await asyncio.to_thread(_hub_process(tmp_path / "data").start)
+    hub = HubClient(process.url, ADMIN)
+    try:
+        async with FakePlatform("CPO Co", [CPO]) as cpo, FakePlatform("MSP Co", [EMSP]) as emsp:
+            await register(hub, http, cpo)  # type: ignore[arg-type]
+            await register(hub, http, emsp)  # type: ignore[arg-type]
+            arrived = asyncio.Event()
+
+            async def slow(received: Any, request: web.Request) -> web.StreamResponse:
+                arrived.set()
+                await asyncio.sleep(1.5)
+                return ocpi({"id": "LOC1"})
+
+            cpo.handler = slow
+            in_flight = asyncio.create_task(_routed_get(http, hub, emsp, ("NL", "CPA")))  # type: ignore[arg-type]
+            async with asyncio.timeout(10):
+                await arrived.wait()
+            process.process.send_signal(signal.SIGTERM)
+            status, code, _ = await in_flight
+            assert (status, code) == (200, 1000)
+            # uvicorn exits by the signal it caught, once it has shut down gracefully.
+            assert await asyncio.to_thread(process.process.wait, 20) in (0, -signal.SIGTERM)
+            events = [line.get("event") for line in process.log_lines()]
+            assert "Application shutdown complete." in events
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait()
+
+
+async def test_kill_9_and_restart_keeps_every_registration(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """kill -9 of the hub (its embedded Redis follows it) and a restart on the same data:
+    every platform, token, party and party status is as it was."""
+    from tests.support import HubClient
+
+    data = tmp_path / "data"
+    first = await asyncio.to_thread(_hub_process(data).start)
+    hub = HubClient(first.url, ADMIN)
+    try:
+        async with FakePlatform("CPO Co", [CPO]) as cpo, FakePlatform("MSP Co", [EMSP]) as emsp:
+            await register(hub, http, cpo)  # type: ignore[arg-type]
+            await register(hub, http, emsp)  # type: ignore[arg-type]
+            async with http.post(
+                f"{hub.url}/admin/parties",
+                json={"country_code": "FR", "party_id": "PLN", "role": "CPO", "name": "Later"},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as response:
+                assert response.status == 201
+            platforms = await _admin_json(http, f"{hub.url}/admin/platforms")
+            parties = await _admin_json(http, f"{hub.url}/admin/parties")
+            first.stop(signal.SIGKILL)
+
+            again = await asyncio.to_thread(_hub_process(data, first.port).start)
+            try:
+                assert await _admin_json(http, f"{hub.url}/admin/platforms") == platforms
+                after = await _admin_json(http, f"{hub.url}/admin/parties")
+                assert [{**p, "last_seen": None} for p in after] == [
+                    {**p, "last_seen": None} for p in parties
+                ]
+                status = await _routed_get(http, hub, emsp, ("NL", "CPA"))  # type: ignore[arg-type]
+                assert status[:2] == (200, 1000), "tokens both ways still work"
+            finally:
+                again.stop()
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+            first.process.wait()
