@@ -442,7 +442,7 @@ async def test_4000_answer_that_is_not_ocpi(roaming: Roaming) -> None:
 
     roaming.cpo.handler = gateway_error
     response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER", "/L1")
-    assert response.status == 200
+    assert response.status == 502, "status_codes 4xxx: the receiver's HTTP status stays"
     assert body["status_code"] == 4000 and "not an OCPI response" in body["status_message"]
 
 

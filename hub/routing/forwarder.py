@@ -233,12 +233,12 @@ class Forwarder:
                 body = await _read(response.read())
                 upstream.release()
                 if not encoded:
-                    _check_envelope(body)
+                    _check_envelope(body, response.status)
                 out.append((b"content-length", str(len(body)).encode()))
                 return Relayed(response.status, out, body, None, self.timeout)
             first = await _read(_first_bytes(response))
             if not encoded and not first.lstrip().startswith(b"{"):
-                raise _not_ocpi()
+                raise _not_ocpi(response.status)
             if length is not None:
                 out.append((b"content-length", str(length).encode()))
             return Relayed(response.status, out, first, upstream, self.timeout)
@@ -274,9 +274,13 @@ class Forwarder:
         return False
 
 
-def _not_ocpi() -> OcpiError:
+def _not_ocpi(http_status: int) -> OcpiError:
+    """status_codes "4xxx": the receiver's HTTP status stays (a bare 404 from a token
+    authorize is still 404 to the CPO); the body the hub could not pass on becomes 4000."""
     return OcpiError(
-        StatusCode.HUB_ERROR, "the receiver answered something that is not an OCPI response"
+        StatusCode.HUB_ERROR,
+        f"the receiver answered HTTP {http_status} with something that is not an OCPI response",
+        http_status,
     )
 
 
@@ -287,25 +291,30 @@ class _Envelope(msgspec.Struct):
 _envelope = msgspec.json.Decoder(_Envelope)
 
 
-def _check_envelope(body: bytes) -> None:
+def _check_envelope(body: bytes, http_status: int = 200) -> None:
     """An OCPI response is a JSON object with a status_code: a whole, valid JSON document
     (a truncated one is not), read without building its data."""
     try:
         _envelope.decode(body)
     except (msgspec.DecodeError, RecursionError):
-        raise _not_ocpi() from None
+        raise _not_ocpi(http_status) from None
 
 
 T = TypeVar("T")
 
 
 async def _read(reading: Awaitable[T]) -> T:
-    """Reading a receiver's body: a stall past FORWARD_TIMEOUT or a cut-off is 4002."""
+    """Reading a receiver's body: a stall past FORWARD_TIMEOUT is 4002, like an answer that
+    never came; an answer that breaks off is 4000, an answer the hub cannot pass on."""
     try:
         return await reading
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except TimeoutError:
+        raise OcpiError(StatusCode.FORWARD_TIMEOUT, "the receiver's answer stalled") from None
+    except aiohttp.ClientError as exc:
         reason = str(exc) or type(exc).__name__
-        raise OcpiError(StatusCode.FORWARD_TIMEOUT, f"answer broke off: {reason}") from None
+        raise OcpiError(
+            StatusCode.HUB_ERROR, f"the receiver's answer broke off: {reason}"
+        ) from None
 
 
 async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
