@@ -24,7 +24,14 @@ from hub.ocpi.status import StatusCode
 from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
-from hub.routing.decide import WRITES, Scenario, reachable, route_direct, sender_role
+from hub.routing.decide import (
+    WRITES,
+    Scenario,
+    check_get_all,
+    reachable,
+    route_direct,
+    sender_role,
+)
 from hub.routing.forwarder import Forwarder, Relayed
 from hub.routing.get_all import GetAll
 from hub.routing.open_routing import Lookup, RoutingIndex, learned_from, open_route_key
@@ -69,6 +76,7 @@ class Dispatcher:
             if scenario is Scenario.BROADCAST:
                 return await self.broadcast(request, snapshot)
             if scenario is Scenario.GET_ALL:
+                check_get_all(request.facts, request.suffix)
                 return await self.get_all.page(snapshot, request)
             return await self.open(request, snapshot)
 

@@ -105,7 +105,14 @@ class Runtime:
         self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)
         pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings)
         self._alive = AliveChecker(self.redis, self.registry, self.writer, self.http, self.settings)
-        get_all = GetAll(self.redis, self.registry, self._forwarder, self.urls, self.party)
+        get_all = GetAll(
+            self.redis,
+            self.registry,
+            self._forwarder,
+            self.urls,
+            self.party,
+            self.settings.get_all_partial,
+        )
         self._dispatcher = Dispatcher(
             self.settings,
             self.registry,

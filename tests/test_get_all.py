@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,10 +38,11 @@ def paginated(platform: FakePlatform, objects: list[dict[str, Any]], page_size: 
     return handler
 
 
-@pytest.fixture
-async def cpos(
+@contextlib.asynccontextmanager
+async def network(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> AsyncIterator[tuple[FakePlatform, ...]]:
+    """Two CPOs with 3 and 4 locations (CPO B pages by 3), two eMSPs, all registered."""
     async with (
         FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo_a,
         FakePlatform("CPO B", [("NL", "CPB", "CPO")], ALL_MODULES) as cpo_b,
@@ -53,6 +55,14 @@ async def cpos(
         cpo_a.handler = paginated(cpo_a, locations_of("CPA", 3))
         cpo_b.handler = paginated(cpo_b, locations_of("CPB", 4), page_size=3)
         yield cpo_a, cpo_b, emsp, other_emsp
+
+
+@pytest.fixture
+async def cpos(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> AsyncIterator[tuple[FakePlatform, ...]]:
+    async with network(hub, http) as platforms:
+        yield platforms
 
 
 def headers_of(platform: FakePlatform, party: tuple[str, str]) -> dict[str, str]:
@@ -118,21 +128,81 @@ async def test_page_beyond_the_end_is_empty(
         assert "Link" not in response.headers
 
 
-async def test_failing_party_is_skipped_and_named(
+async def broken(received: Received, request: web.Request) -> web.StreamResponse:
+    return ocpi(None, 3000, 500)  # answers (stays CONNECTED), but fails
+
+
+async def test_failing_party_answers_the_hub_code_with_what_was_read(
     hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
 ) -> None:
+    """mod_locations "GET List: Response Data": all pages together are the new truth. A page
+    with a data owner missing answers the hub code of the failure (4000: its answer was not
+    a list), names the party, and carries the objects that were read."""
     _, cpo_b, emsp, _ = cpos
-
-    async def broken(received: Received, request: web.Request) -> web.StreamResponse:
-        return ocpi(None, 3000, 500)  # answers (stays CONNECTED), but fails
-
     cpo_b.handler = broken
     url = f"{hub.endpoint('locations', 'SENDER')}?limit=10"
     async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
         body = await response.json()
     assert [o["id"] for o in body["data"]] == ["CPA-0", "CPA-1", "CPA-2"]
+    assert body["status_code"] == 4000
+    assert "NL/CPB" in body["status_message"] and "not the whole truth" in body["status_message"]
+    assert response.headers["X-Total-Count"] == "3"
+
+
+async def test_partial_lists_answer_1000_when_the_operator_allows_them(
+    hub_factory: Any, http: aiohttp.ClientSession
+) -> None:
+    """GET_ALL_PARTIAL=true: the party that failed is skipped and named, the page is 1000."""
+    async with hub_factory(get_all_partial=True) as hub, network(hub, http) as cpos:
+        _, cpo_b, emsp, _ = cpos
+        cpo_b.handler = broken
+        url = f"{hub.endpoint('locations', 'SENDER')}?limit=10"
+        async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
+            body = await response.json()
+    assert [o["id"] for o in body["data"]] == ["CPA-0", "CPA-1", "CPA-2"]
     assert body["status_code"] == 1000 and "NL/CPB" in body["status_message"]
     assert response.headers["X-Total-Count"] == "3"
+
+
+async def test_get_all_carries_the_path_and_every_filter(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    """mod_bookings "GET BookingLocations": {bookings_endpoint_url}/booking_locations with
+    timeslot_from and timeslot_to. Each data owner gets the path and the filters, and the
+    next Link keeps both."""
+    cpo_a, cpo_b, emsp, _ = cpos
+    cpo_a.handler = paginated(cpo_a, locations_of("CPA", 3))
+    cpo_b.handler = paginated(cpo_b, locations_of("CPB", 4))
+    query = "timeslot_from=2030-01-01T10%3A00%3A00Z&timeslot_to=2030-01-01T12%3A00%3A00Z"
+    url = f"{hub.endpoint('bookings', 'SENDER')}/booking_locations?{query}&limit=5"
+    async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
+        body = await response.json()
+        link = response.headers["Link"]
+    assert body["status_code"] == 1000 and len(body["data"]) == 5
+    for cpo in (cpo_a, cpo_b):
+        calls = cpo.calls("/ocpi/2.3.0/bookings/sender/booking_locations", "GET")
+        assert calls, f"{cpo.name} was asked for its booking locations"
+        assert all(c.query["timeslot_from"] == "2030-01-01T10:00:00Z" for c in calls)
+        assert all(c.query["timeslot_to"] == "2030-01-01T12:00:00Z" for c in calls)
+    assert "/ocpi/2.3.0/bookings/sender/booking_locations?" in link
+    assert "timeslot_from=2030-01-01T10%3A00%3A00Z" in link and "timeslot_to=" in link
+    async with http.get(link[1 : link.index(">")], headers=headers_of(emsp, ("DE", "MSA"))) as r:
+        rest = await r.json()
+    assert [o["id"] for o in body["data"] + rest["data"]] == [
+        "CPA-0", "CPA-1", "CPA-2", "CPB-0", "CPB-1", "CPB-2", "CPB-3",
+    ]  # fmt: skip
+
+
+async def test_get_all_of_one_object_is_refused(
+    hub: RunningHub, http: aiohttp.ClientSession, cpos: tuple[FakePlatform, ...]
+) -> None:
+    """A GET addressed to the hub that names one object has one owner: 2001, nothing sent."""
+    cpo_a, cpo_b, emsp, _ = cpos
+    url = f"{hub.endpoint('locations', 'SENDER')}/LOC1"
+    async with http.get(url, headers=headers_of(emsp, ("DE", "MSA"))) as response:
+        body = await response.json()
+    assert body["status_code"] == 2001 and "omit the OCPI-to headers" in body["status_message"]
+    assert cpo_a.calls() == [] and cpo_b.calls() == []
 
 
 async def test_walk_belongs_to_its_requester(
@@ -166,6 +236,7 @@ async def test_party_failing_mid_walk_neither_shifts_nor_repeats_the_others(
     url: str | None = f"{hub.endpoint('locations', 'SENDER')}?limit=2"
     seen: list[str] = []
     messages: list[str] = []
+    codes: list[int] = []
     for page in range(10):
         if url is None:
             break
@@ -177,6 +248,8 @@ async def test_party_failing_mid_walk_neither_shifts_nor_repeats_the_others(
             link = response.headers.get("Link")
         seen += [o["id"] for o in body["data"]]
         messages.append(body.get("status_message") or "")
+        codes.append(body["status_code"])
         url = link[1 : link.index(">")] if link else None
     assert seen == ["CPA-0", "CPA-1", "CPB-0", "CPB-1", "CPB-2", "CPB-3"]
     assert all("NL/CPA" in m for m in messages[1:])
+    assert codes[0] == 1000 and set(codes[1:]) == {4003}, "CPO A cannot be reached: 4003"

@@ -10,7 +10,7 @@ import msgspec
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 
-FILTERS = ("date_from", "date_to")
+PAGING = frozenset({"offset", "limit", "walk"})  # what a next link sets itself
 
 
 class Paging(msgspec.Struct, frozen=True):
@@ -18,7 +18,7 @@ class Paging(msgspec.Struct, frozen=True):
     limit: int
     date_from: datetime | None
     date_to: datetime | None
-    filters: list[tuple[str, str]]  # date_from/date_to as sent, for the next link
+    filters: list[tuple[str, str]]  # every other parameter as sent (date_from, timeslot_to..)
     params: dict[str, str]  # every query parameter
 
     def next_link(self, base_url: str, total: int, *extra: tuple[str, str]) -> str | None:
@@ -51,13 +51,14 @@ def _count(value: str | None, name: str, default: int) -> int:
 
 
 def parse_paging(query: str, default_limit: int = 100, max_limit: int = 1000) -> Paging:
-    params = dict(parse_qsl(query, keep_blank_values=True))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    params = dict(pairs)
     limit = _count(params.get("limit"), "limit", default_limit) or default_limit
     return Paging(
         offset=_count(params.get("offset"), "offset", 0),
         limit=min(limit, max_limit),
         date_from=parse_datetime(params.get("date_from"), "date_from"),
         date_to=parse_datetime(params.get("date_to"), "date_to"),
-        filters=[(k, params[k]) for k in FILTERS if k in params],
+        filters=[(k, v) for k, v in pairs if k not in PAGING],
         params=params,
     )

@@ -191,6 +191,17 @@ def classify(
     )
 
 
+def check_get_all(facts: ModuleFacts, suffix: str) -> None:
+    """transport_and_format "GET All via Hubs": the hub merges the lists of the data owners.
+    A path that names one object has one owner: it is routed, not merged."""
+    if not facts.is_list(suffix):
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            f"{facts.id}/sender{suffix} names one object, not a list: omit the OCPI-to headers "
+            "to have it routed to its owner, or name the owner in them",
+        )
+
+
 def opposite_roles(sender: Role) -> frozenset[Role]:
     """Broadcast Push: a CPO reaches every other role ("Other" counts as eMSP-like);
     any other role reaches CPOs only."""

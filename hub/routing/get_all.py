@@ -26,7 +26,6 @@ from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
 from hub.routing.decide import data_owners
 from hub.routing.forwarder import Forwarder
-from hub.routing.modules import ModuleFacts
 from hub.routing.request import HubAnswer, RoutedRequest
 from hub.routing.urls import HubUrls, join_url
 
@@ -44,6 +43,7 @@ class Source(msgspec.Struct):
     total: int = UNKNOWN
     skipped: bool = False  # failed during the walk: left out, its place in the sequence kept
     error: str | None = None
+    status_code: int | None = None  # the hub code of the failure: 4002, 4003 or 4000
 
     @property
     def party(self) -> tuple[str, str]:
@@ -55,8 +55,10 @@ class Walk(msgspec.Struct):
     requester_platform: str
     requester: tuple[str, str]
     module: str
-    filters: list[tuple[str, str]]
+    filters: list[tuple[str, str]]  # every non-paging query parameter, sent to every source
     sources: list[Source]
+    suffix: str = ""  # the list's path after the SENDER endpoint, as the requester sent it
+    path: str = ""  # the same, decoded: for the next Link
 
 
 class _Page(msgspec.Struct):
@@ -76,19 +78,19 @@ class GetAll:
         forwarder: Forwarder,
         urls: HubUrls,
         hub_party: tuple[str, str],
+        partial: bool = False,
     ) -> None:
         self.redis = redis
         self.registry = registry
         self.forwarder = forwarder
         self.urls = urls
         self.hub_party = hub_party
+        self.partial = partial  # GET_ALL_PARTIAL: a page with a party missing answers 1000
 
     async def page(self, snapshot: Snapshot, request: RoutedRequest) -> HubAnswer:
         facts, requester = request.facts, request.sender
         paging = parse_paging(request.query)
-        walk = await self._walk(
-            paging.params.get("walk"), snapshot, facts, request.platform.id, requester, paging
-        )
+        walk = await self._walk(paging.params.get("walk"), snapshot, request, paging)
 
         async def fetch(source: Source, start: int, need: int) -> list[msgspec.Raw]:
             return await self._fetch(walk, source, start, need, request.correlation_id)
@@ -102,27 +104,32 @@ class GetAll:
             "X-Limit": str(paging.limit),
             **routing_headers(self.hub_party, requester),
         }
-        base = self.urls("module", module=facts.id, interface="sender", rest="")
+        base = self.urls("module", module=facts.id, interface="sender", rest=walk.path)
         link = paging.next_link(base, total, ("walk", walk.id))
         if link:
             headers["Link"] = link
-        message = None
-        if skipped:
-            message = "skipped " + "; ".join(f"{'/'.join(s.party)}: {s.error}" for s in skipped)
+        status_code, message = self._outcome(skipped)
         body = msgspec.json.encode(
-            Envelope(data=objects, status_code=1000, status_message=message, timestamp=now())
+            Envelope(data=objects, status_code=status_code, status_message=message, timestamp=now())
         )
         return HubAnswer(body, headers)
 
+    def _outcome(self, skipped: list[Source]) -> tuple[int, str | None]:
+        """mod_locations "GET List": all pages together are the new truth, so a page of a walk
+        with a data owner missing must not look like success: it answers the hub code of the
+        first failure, naming every party left out (unless GET_ALL_PARTIAL)."""
+        if not skipped:
+            return StatusCode.SUCCESS, None
+        named = "; ".join(f"{'/'.join(s.party)}: {s.error}" for s in skipped)
+        if self.partial:
+            return StatusCode.SUCCESS, f"skipped {named}"
+        code = next((s.status_code for s in skipped if s.status_code), StatusCode.HUB_ERROR)
+        return code, f"incomplete list, not the whole truth: left out {named}"
+
     async def _walk(
-        self,
-        walk_id: str | None,
-        snapshot: Snapshot,
-        facts: ModuleFacts,
-        requester_platform: str,
-        requester: tuple[str, str],
-        paging: Paging,
+        self, walk_id: str | None, snapshot: Snapshot, request: RoutedRequest, paging: Paging
     ) -> Walk:
+        requester_platform = request.platform.id
         if walk_id:
             raw = await self.redis.get(Keys.walk(walk_id[:64]))
             walk = _walk.decode(raw) if raw else None
@@ -131,15 +138,17 @@ class GetAll:
             return walk
         sources = [
             Source(p.country_code, p.party_id, platform.id, endpoint)
-            for p, platform, endpoint in data_owners(snapshot, facts, requester_platform)
+            for p, platform, endpoint in data_owners(snapshot, request.facts, requester_platform)
         ]
         return Walk(
             id=secrets.token_urlsafe(12),
             requester_platform=requester_platform,
-            requester=requester,
-            module=facts.id,
+            requester=request.sender,
+            module=request.facts.id,
             filters=paging.filters,
             sources=sources,
+            suffix=request.raw_suffix,
+            path=request.suffix,
         )
 
     async def _fetch(
@@ -154,10 +163,11 @@ class GetAll:
             )
             try:
                 data, total = await self._get(
-                    walk, source, join_url(source.endpoint, "", query), correlation_id
+                    walk, source, join_url(source.endpoint, walk.suffix, query), correlation_id
                 )
             except OcpiError as exc:
                 source.skipped, source.error = True, exc.message
+                source.status_code = exc.status_code
                 return []
             source.total = total if total is not None else start + len(got) + len(data)
             got += data

@@ -31,6 +31,11 @@ class ModuleFacts(msgspec.Struct, frozen=True):
     response_url: dict[tuple[InterfaceRole, str], Carrier] = {}
     client_owned: bool = False  # RECEIVER URLs carry /{country_code}/{party_id}/...
     custom: bool = False
+    # SENDER paths (after the endpoint URL) that answer a paginated list: what GET All merges.
+    lists: frozenset[str] = frozenset({""})
+
+    def is_list(self, suffix: str) -> bool:
+        return suffix.strip("/") in self.lists
 
     def allows(self, interface: InterfaceRole, method: str) -> bool:
         return method in self.methods.get(interface, frozenset())
@@ -89,9 +94,24 @@ MODULES: dict[str, ModuleFacts] = {
         _facts(ModuleID.TOKENS, Role.EMSP, "GET POST", "GET PUT PATCH", client_owned=True),
         # mod_bookings: CPO Sender GET lists and POST BookingRequest; eMSP Receiver
         # GET/PUT/PATCH of Bookings and BookingLocations.
-        _facts(ModuleID.BOOKINGS, Role.CPO, "GET POST", "GET PUT PATCH", client_owned=True),
+        # GET of the Bookings list and of /booking_locations; the Sender takes booking changes
+        # (PUT, PATCH: "n/c" in the Booking Interface table) as well.
+        _facts(
+            ModuleID.BOOKINGS,
+            Role.CPO,
+            "GET POST PUT PATCH",
+            "GET PUT PATCH",
+            client_owned=True,
+            lists=frozenset({"", "booking_locations"}),
+        ),
         # mod_payments: the CPO writes to the PTP's Sender too (terminals, activation).
-        _facts(ModuleID.PAYMENTS, Role.PTP, "GET POST PUT PATCH", "GET POST"),
+        _facts(
+            ModuleID.PAYMENTS,
+            Role.PTP,
+            "GET POST PUT PATCH",
+            "GET POST",
+            lists=frozenset({"terminals", "financial-advice-confirmations"}),
+        ),
     )
 }
 
