@@ -37,6 +37,9 @@ def test_an_envelope_passes(body: bytes) -> None:
 )
 def test_anything_else_is_4000(body: bytes) -> None:
     with pytest.raises(OcpiError) as error:
-        _check_envelope(body)
+        _check_envelope(body, 404)
     assert error.value.status_code == StatusCode.HUB_ERROR
-    assert error.value.message == "the receiver answered something that is not an OCPI response"
+    assert error.value.message == (
+        "the receiver answered HTTP 404 with something that is not an OCPI response"
+    )
+    assert error.value.http_status == 404, "status_codes 4xxx: the receiver's status stays"
