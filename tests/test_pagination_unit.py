@@ -89,7 +89,11 @@ def test_date_filters_are_utc_moments(value: str, expected: datetime) -> None:
         ("offset=5", [], {"offset": "5"}),
         (
             "date_to=2024-02-01T00:00:00Z&foo=bar&date_from=2024-01-01T00:00:00Z",
-            [("date_from", "2024-01-01T00:00:00Z"), ("date_to", "2024-02-01T00:00:00Z")],
+            [
+                ("date_to", "2024-02-01T00:00:00Z"),
+                ("foo", "bar"),
+                ("date_from", "2024-01-01T00:00:00Z"),
+            ],
             {
                 "date_to": "2024-02-01T00:00:00Z",
                 "foo": "bar",
@@ -101,6 +105,8 @@ def test_date_filters_are_utc_moments(value: str, expected: datetime) -> None:
 def test_filters_and_params_are_kept_as_sent(
     query: str, filters: list[tuple[str, str]], params: dict[str, str]
 ) -> None:
+    """Every parameter but offset, limit and walk is a filter, kept in order: module filters
+    such as timeslot_from go on to the data owners and into the next Link."""
     parsed = parse_paging(query)
     assert (parsed.filters, parsed.params) == (filters, params)
     assert (parsed.date_from is None, parsed.date_to is None) == (not filters, not filters)
@@ -145,8 +151,8 @@ def test_next_link(
     assert page.next_link(BASE, total, *extra) == expected
 
 
-def test_next_link_of_a_parsed_request_repeats_its_filters_only() -> None:
-    page = parse_paging("limit=2&date_to=2024-02-01T00:00:00Z&foo=bar")
+def test_next_link_of_a_parsed_request_repeats_every_filter() -> None:
+    page = parse_paging("limit=2&date_to=2024-02-01T00:00:00Z&foo=bar&offset=0&walk=w1")
     assert page.next_link(BASE, 5) == (
-        f'<{BASE}?offset=2&limit=2&date_to=2024-02-01T00%3A00%3A00Z>; rel="next"'
+        f'<{BASE}?offset=2&limit=2&date_to=2024-02-01T00%3A00%3A00Z&foo=bar>; rel="next"'
     )
