@@ -24,6 +24,7 @@ from hub.ocpi.status import StatusCode
 from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
+from hub.routing.authorize import Authorizer, ema_id_owner, is_authorize
 from hub.routing.decide import (
     WRITES,
     Scenario,
@@ -42,7 +43,7 @@ from hub.routing.urls import origins
 Answer = Relayed | HubAnswer
 Detach = Callable[[Coroutine[Any, Any, None]], None]
 
-_BODY_ROUTED = {ModuleID.COMMANDS, ModuleID.CDRS}
+_BODY_ROUTED = {ModuleID.COMMANDS, ModuleID.CDRS, ModuleID.BOOKINGS}
 
 
 class Dispatcher:
@@ -66,6 +67,7 @@ class Dispatcher:
         self.get_all = get_all
         self.detach = detach
         self.hub_party = (settings.country_code, settings.party_id)
+        self.authorizer = Authorizer(forwarder, index, settings.authorize_deadline, self.hub_party)
 
     async def route(self, request: RoutedRequest, scenario: Scenario, snapshot: Snapshot) -> Answer:
         """The scenario the routing headers chose; errors answer from the hub."""
@@ -147,22 +149,26 @@ class Dispatcher:
         )
 
     async def open(self, request: RoutedRequest, snapshot: Snapshot) -> Answer:
-        """Open Routing Request: the hub finds the receiver from what it has seen, or
-        broadcasts a push it may broadcast."""
+        """Open Routing Request: the hub finds the receiver from what it has seen, asks every
+        eMSP about a token it has never seen, or broadcasts a push it may broadcast."""
         facts, interface, method = request.facts, request.interface, request.method
         document = _json(request.body) if facts.id in _BODY_ROUTED else None
         key = open_route_key(facts, interface, method, request.suffix, document)
         what = f"{method} {facts.id} {interface}{request.suffix}"
         if isinstance(key, Lookup):
-            owners = await self.index.owners(key)
-            if owners == []:
+            owners = await self.index.owners(key, request.sender)
+            if owners is not None and len(owners) > 1:
                 raise OcpiError(
                     StatusCode.UNKNOWN_RECEIVER,
                     f"{key.what} is known from more than one party: name the receiver",
                 )
-            receiver = next((o for o in owners or [] if o != request.sender), None)
-            if receiver is not None:
-                return await self.direct(request, snapshot, receiver)
+            if owners:
+                return await self.direct(request, snapshot, owners[0])
+            if owners is None and is_authorize(facts, method, request.suffix):
+                named = ema_id_owner(snapshot, key.id)
+                if named is not None:
+                    return await self.direct(request, snapshot, named)
+                return await self.authorizer.ask_all(request, snapshot, key.id)
             what = key.what
         elif key is not None:
             return await self.direct(request, snapshot, key)

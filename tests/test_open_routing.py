@@ -282,13 +282,11 @@ async def test_index_entries_expire_after_open_routing_ttl(
         await register(hub, http, cpo)
         await register(hub, http, emsp)
         await _push_location_and_session(hub, http, cpo, "LOC5")
-        expected = {
-            "{hub}:route:locations:LOC5": b"NL:CPA",
-            "{hub}:route:sessions:S5": b"NL:CPA|DE:MSA",
-        }
-        for key, value in expected.items():
-            await _key_appears(redis, key)
-            assert await redis.get(key) == value
+        await _key_appears(redis, "{hub}:route:locations:LOC5")
+        await _key_appears(redis, "{hub}:route:sessions:S5")
+        assert await redis.get("{hub}:route:locations:LOC5") == b"NL:CPA"
+        assert await redis.hkeys("{hub}:route:sessions:S5") == [b"NL:CPA|DE:MSA"]
+        for key in ("{hub}:route:locations:LOC5", "{hub}:route:sessions:S5"):
             ttl = await redis.ttl(key)
             assert 0 < ttl <= 60, (key, ttl)
 
@@ -332,3 +330,155 @@ async def test_default_open_routing_ttl_is_30_days(
         await _key_appears(redis, key)
         ttl = await redis.ttl(key)
         assert 2592000 - 60 <= ttl <= 2592000, (key, ttl)
+
+
+# -- sessions per CPO and receiver; real-time authorization of unknown tokens ---------------
+
+
+async def test_session_pushed_to_two_receivers_routes_back_to_its_cpo(
+    hub: RunningHub, http: aiohttp.ClientSession, platforms: tuple[FakePlatform, ...]
+) -> None:
+    """mod_charging_profiles: a CPO forwards its sessions to the eMSP and to the SCSP it
+    delegated smart charging to. Either receiver reaches the CPO without to-headers; the
+    CPO itself must name which receiver it means."""
+    cpo_a, cpo_b, emsp_a, emsp_b = platforms
+    for receiver in (("DE", "MSA"), ("DE", "MSB")):
+        _, body = await call(
+            hub, http, cpo_a, "PUT", "sessions", "receiver", "/NL/CPA/S9", {"id": "S9"}, receiver
+        )
+        assert body["status_code"] == 1000
+    for emsp in (emsp_a, emsp_b):
+        cpo_a.received.clear()
+        _, body = await _retry_until_learned(
+            lambda emsp=emsp: call(
+                hub, http, emsp, "PUT", "sessions", "sender", "/S9/charging_preferences", {}
+            )
+        )
+        assert body["status_code"] == 1000
+        assert [c.path for c in cpo_a.calls()] == [
+            "/ocpi/2.3.0/sessions/sender/S9/charging_preferences"
+        ]
+    assert cpo_b.calls() == []
+    _, body = await call(hub, http, cpo_a, "PATCH", "sessions", "receiver", "/NL/CPA/S9", {})
+    assert body["status_code"] == 4001 and "more than one party" in body["status_message"]
+
+
+def _authorize_answer(allowed: str | None) -> Any:
+    """A token SENDER that answers POST authorize with ``allowed``, or 404 when None."""
+    from aiohttp import web
+
+    from tests.fakes import ocpi
+
+    async def handler(received: Any, request: web.Request) -> web.StreamResponse:
+        if allowed is None:
+            return web.Response(status=404)
+        return ocpi({"allowed": allowed, "token": {"uid": "X"}})
+
+    return handler
+
+
+async def _authorize(
+    hub: RunningHub, http: aiohttp.ClientSession, cpo: FakePlatform, uid: str
+) -> tuple[aiohttp.ClientResponse, dict[str, Any]]:
+    return await call(hub, http, cpo, "POST", "tokens", "sender", f"/{uid}/authorize", {})
+
+
+@pytest.mark.parametrize(
+    ("msa", "msb", "http_status", "status_code", "winner"),
+    [
+        (None, "ALLOWED", 200, 1000, "MSB"),
+        ("BLOCKED", None, 200, 1000, "MSA"),
+        ("NOT_ALLOWED", "EXPIRED", 200, 1000, "MSB"),
+        (None, None, 404, 2004, "HUB"),
+    ],
+    ids=["allowed-wins", "blocked-before-404", "expired-before-not-allowed", "all-404"],
+)
+async def test_authorize_of_an_unknown_token_asks_every_emsp(
+    hub: RunningHub,
+    http: aiohttp.ClientSession,
+    platforms: tuple[FakePlatform, ...],
+    msa: str | None,
+    msb: str | None,
+    http_status: int,
+    status_code: int,
+    winner: str,
+) -> None:
+    """mod_tokens "Real-time authorization": a token that was never pushed is asked of every
+    connected eMSP at once; ALLOWED wins, then the most informative answer; all unknown is
+    HTTP 404 (mod_tokens, "POST Method"), with 2004 Unknown Token."""
+    cpo_a, cpo_b, emsp_a, emsp_b = platforms
+    emsp_a.handler, emsp_b.handler = _authorize_answer(msa), _authorize_answer(msb)
+    response, body = await _authorize(hub, http, cpo_a, "RFID77")
+    assert (response.status, body["status_code"]) == (http_status, status_code)
+    assert response.headers["OCPI-from-party-id"] == winner
+    for emsp in (emsp_a, emsp_b):
+        asked = emsp.calls("/ocpi/2.3.0/tokens/sender")
+        # An ALLOWED ends the round at once: the other eMSP may not have been reached yet.
+        assert len(asked) == 1 or ("ALLOWED" in (msa, msb) and emsp.name != "MSP B")
+        for call_ in asked:
+            assert call_.path == "/ocpi/2.3.0/tokens/sender/RFID77/authorize"
+            assert call_.headers["ocpi-from-party-id"] == "CPA"
+    assert cpo_b.calls() == [], "CPOs are not asked"
+    if winner == "MSB":
+        assert body["data"]["allowed"] == msb
+        emsp_a.received.clear()
+        emsp_b.received.clear()
+        _, again = await _authorize(hub, http, cpo_a, "RFID77")
+        assert again["status_code"] == 1000
+        assert emsp_a.calls() == [] and len(emsp_b.calls()) == 1, "the owner was learned"
+
+
+async def test_authorize_of_an_ema_id_goes_to_the_emsp_it_names(
+    hub: RunningHub, http: aiohttp.ClientSession, platforms: tuple[FakePlatform, ...]
+) -> None:
+    """An eMA-ID (DE-MSB-C12345678-9) names its eMSP: only that one is asked."""
+    cpo_a, _, emsp_a, emsp_b = platforms
+    emsp_b.handler = _authorize_answer("ALLOWED")
+    _, body = await _authorize(hub, http, cpo_a, "DE-MSB-C12345678-9")
+    assert body["status_code"] == 1000 and body["data"]["allowed"] == "ALLOWED"
+    assert emsp_a.calls() == [] and len(emsp_b.calls()) == 1
+
+
+async def test_authorize_answers_by_its_deadline(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    """An eMSP that does not answer cannot hold the charge point: by AUTHORIZE_DEADLINE the
+    CPO gets 4002 (no eMSP recognised the token) and the silent eMSP is named in numbers."""
+    from aiohttp import web
+
+    async def silent(received: Any, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(10)
+        raise AssertionError("never answers")
+
+    async with (
+        hub_factory(authorize_deadline=0.5, forward_timeout=5.0) as hub,
+        FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as slow,
+        FakePlatform("MSP B", [("DE", "MSB", "EMSP")], ALL_MODULES) as unknowing,
+    ):
+        for platform in (cpo, slow, unknowing):
+            await register(hub, http, platform)
+        slow.handler, unknowing.handler = silent, _authorize_answer(None)
+        began = time.perf_counter()
+        _, body = await _authorize(hub, http, cpo, "RFID88")
+        assert time.perf_counter() - began < 2.0
+    assert body["status_code"] == 4002 and "1 of 2 did not answer" in body["status_message"]
+
+
+async def test_booking_request_routed_by_its_location(
+    hub: RunningHub, http: aiohttp.ClientSession, platforms: tuple[FakePlatform, ...]
+) -> None:
+    """mod_bookings: a BookingRequest POSTed to the CPO's Sender names the location; without
+    to-headers it reaches the CPO that pushed that location."""
+    cpo_a, cpo_b, emsp_a, _ = platforms
+    await call(
+        hub, http, cpo_a, "PUT", "locations", "receiver", "/NL/CPA/LOC9", {"id": "LOC9"},
+        ("DE", "MSA"),
+    )  # fmt: skip
+    cpo_a.received.clear()
+    _, body = await _retry_until_learned(
+        lambda: call(hub, http, emsp_a, "POST", "bookings", "sender", "", {"location_id": "LOC9"})
+    )
+    assert body["status_code"] == 1000
+    assert [c.path for c in cpo_a.calls()] == ["/ocpi/2.3.0/bookings/sender"]
+    assert cpo_b.calls() == []

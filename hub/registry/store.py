@@ -96,6 +96,7 @@ SCHEMA = (
     KeySpec(Keys.relay("link", "*"), "string", "routing.relays", "PAGE/LOCATION_TTL", True),
     KeySpec(Keys.relay("callback", "*"), "string", "routing.relays", "CALLBACK_TTL", True),
     KeySpec(Keys.walk("*"), "string", "routing.get_all", "WALK_TTL", expires=True),
+    KeySpec(Keys.route("sessions", "*"), "hash", "routing.open_routing", "OPEN_ROUTING_TTL", True),
     KeySpec(Keys.route("*", "*"), "string", "routing.open_routing", "OPEN_ROUTING_TTL", True),
 )
 

@@ -1,8 +1,10 @@
 """What the hub has seen, for Open Routing Requests (no OCPI-to headers).
 
 The index is learned from the pushes the hub routes and broadcasts: location id -> owning CPO,
-tariff id -> CPO, token uid -> owning eMSP, session id -> (CPO, eMSP). An id pushed by two
-different owners is marked ambiguous rather than guessed. What to look up for a request is a
+tariff id -> CPO, token uid -> owning eMSP, session id -> its CPO and every party the CPO
+pushed it to. An id pushed by two
+different owners is remembered with both, and routed to neither (ambiguous) rather than
+guessed. What to look up for a request is a
 pure function (``open_route_key``); the look-up itself is one Redis read. Each id is a key of
 its own that expires ``open_routing_ttl`` seconds after the id was last pushed, so the index
 holds what is current, not every session ever seen.
@@ -20,7 +22,6 @@ from hub.ocpi.models import InterfaceRole, ModuleID
 from hub.registry.store import Keys
 from hub.routing.modules import ModuleFacts
 
-AMBIGUOUS = "*"
 INDEXED = (ModuleID.LOCATIONS, ModuleID.TARIFFS, ModuleID.TOKENS, ModuleID.SESSIONS)
 
 
@@ -79,6 +80,14 @@ def open_route_key(
             return Lookup(ModuleID.SESSIONS, parts[0], f"session {parts[0]}")
         if interface == InterfaceRole.RECEIVER and len(parts) >= 3:
             return Lookup(ModuleID.SESSIONS, parts[2], f"session {parts[2]}")
+    if (
+        module == ModuleID.BOOKINGS
+        and interface == InterfaceRole.SENDER
+        and method == "POST"
+        and isinstance(body, dict)
+        and isinstance(body.get("location_id"), str)
+    ):  # mod_bookings: a BookingRequest names the CPO's location
+        return Lookup(ModuleID.LOCATIONS, body["location_id"], f"location {body['location_id']}")
     if module == ModuleID.CDRS and interface == InterfaceRole.RECEIVER and isinstance(body, dict):
         token = body.get("cdr_token")
         if isinstance(token, dict) and isinstance(token.get("party_id"), str):
@@ -113,33 +122,59 @@ class RoutingIndex:
         await self._learn(module, object_id, ":".join(owner))
 
     async def learn_session(
-        self, session_id: str, cpo: tuple[str, str], emsp: tuple[str, str]
+        self, session_id: str, cpo: tuple[str, str], receiver: tuple[str, str]
     ) -> None:
-        await self._learn(ModuleID.SESSIONS, session_id, f"{':'.join(cpo)}|{':'.join(emsp)}")
+        """A session belongs to its CPO and is shared with each party it was pushed to (an
+        eMSP, and an SCSP the CPO delegated smart charging to): one field per pair."""
+        field = f"{':'.join(cpo)}|{':'.join(receiver)}"
+        if self._seen(ModuleID.SESSIONS, session_id, field):
+            return
+        key = Keys.route(ModuleID.SESSIONS, session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, field, "1").expire(key, self.ttl)
+            await pipe.execute()
 
     async def _learn(self, module: str, object_id: str, value: str) -> None:
-        """First writer wins; a different value later marks the id ambiguous. Every write
-        starts the key's time to live again."""
+        """Remember an owner of an id; a second owner is added to the first (the id is then
+        ambiguous). Every write starts the key's time to live again."""
         if self._seen(module, object_id, value):
             return
         key = Keys.route(module, object_id)
         if await self.redis.set(key, value, nx=True, ex=self.ttl):
             return
         current = await self.redis.get(key)
-        known = value if current is None else current.decode()  # None: it just expired
-        if known not in (value, AMBIGUOUS):
-            known = AMBIGUOUS
-        await self.redis.set(key, known, ex=self.ttl)
+        known = set(current.decode().split(",")) if current else set()  # None: just expired
+        await self.redis.set(key, ",".join(sorted({*known, value})), ex=self.ttl)
 
-    async def owners(self, lookup: Lookup) -> list[tuple[str, str]] | None:
-        """The parties an id belongs to; None when unknown, [] when ambiguous."""
-        raw = await self.redis.get(Keys.route(lookup.module, lookup.id))
+    async def owners(
+        self, lookup: Lookup, requester: tuple[str, str]
+    ) -> list[tuple[str, str]] | None:
+        """The parties ``requester`` may mean by an id: None when the id is unknown, more
+        than one when it is ambiguous, none when the requester is its only owner."""
+        key = Keys.route(lookup.module, lookup.id)
+        if lookup.module == ModuleID.SESSIONS:
+            fields = await self.redis.hkeys(key)
+            if not fields:
+                return None
+            return session_parties([f.decode() for f in fields], requester)
+        raw = await self.redis.get(key)
         if raw is None:
             return None
-        value = raw.decode()
-        if value == AMBIGUOUS:
-            return []
-        return [_pair(p) for p in value.split("|")]
+        owners = [_pair(owner) for owner in raw.decode().split(",")]
+        return owners if len(owners) > 1 else [p for p in owners if p != requester]
+
+
+def session_parties(fields: list[str], requester: tuple[str, str]) -> list[tuple[str, str]]:
+    """Who a request about a session goes to. Its CPO asking: the parties it pushed the
+    session to. Anyone else: the CPO that pushed it to them (or, if it pushed it to no
+    one the requester knows of, every CPO of that id)."""
+    pairs = [
+        (_pair(cpo), _pair(receiver)) for cpo, _, receiver in (f.partition("|") for f in fields)
+    ]
+    if any(cpo == requester for cpo, _ in pairs):
+        return sorted({receiver for cpo, receiver in pairs if cpo == requester})
+    mine = {cpo for cpo, receiver in pairs if receiver == requester}
+    return sorted(mine or {cpo for cpo, _ in pairs})
 
 
 def _pair(text: str) -> tuple[str, str]:
