@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from hub.background.broadcast import Broadcaster, Job, may_broadcast
+from hub.background.broadcast import Broadcaster, Delivery, Job, may_broadcast
 from hub.config import Settings
 from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
 from hub.ocpi.headers import routing_headers
@@ -137,16 +137,7 @@ class Dispatcher:
             return _hub_answer(f"broadcast {job.id} accepted", reply)
         await self.broadcaster.accept(job, queue=False)
         deliveries = await self.broadcaster.deliver(job)
-        failed = next((d for d in deliveries if not d.ok), None)
-        if failed is None:
-            return _hub_answer(
-                f"broadcast {job.id} delivered to {len(deliveries)} receivers", reply
-            )
-        party = f"{failed.country_code}/{failed.party_id}"
-        raise OcpiError(
-            failed.status_code or StatusCode.HUB_ERROR,
-            f"broadcast {job.id}: delivery to {party} failed: {failed.error or failed.status_code}",
-        )
+        return _hub_answer(delivery_summary(job.id, deliveries), reply)
 
     async def open(self, request: RoutedRequest, snapshot: Snapshot) -> Answer:
         """Open Routing Request: the hub finds the receiver from what it has seen, asks every
@@ -247,6 +238,20 @@ class Dispatcher:
         return await self.forwarder.relay(
             upstream, hop, routing_headers(hop.receiver, hop.requester)
         )
+
+
+def delivery_summary(broadcast_id: str, deliveries: list[Delivery]) -> str:
+    """BROADCAST_WAIT's answer. status_codes "4xxx": a receiver's error is not forwarded to
+    the sender of a Broadcast Push, so its code never becomes the sender's: 1000, and the
+    failures named here."""
+    failed = [d for d in deliveries if not d.ok]
+    done = len(deliveries) - len(failed)
+    message = f"broadcast {broadcast_id} delivered to {done} of {len(deliveries)} receivers"
+    if failed:
+        message += "; failed: " + "; ".join(
+            f"{d.country_code}/{d.party_id} {d.status_code}: {d.error or 'refused'}" for d in failed
+        )
+    return message
 
 
 def _hub_answer(message: str, headers: dict[str, str]) -> HubAnswer:

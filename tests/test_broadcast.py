@@ -245,19 +245,23 @@ async def test_delivery_report_per_receiver(network: Network) -> None:
         assert r.status == 404
 
 
-async def test_wait_mode_answers_with_first_failure(
+async def test_wait_mode_answers_1000_with_a_delivery_summary(
     hub_factory: HubFactory, http: aiohttp.ClientSession
 ) -> None:
+    """status_codes "4xxx": a receiver's error is forwarded "when the request was not a
+    Broadcast Push": the sender never gets a receiver's 2001 as its own; the summary names
+    the receiver that refused."""
     async with hub_factory(broadcast_wait=True) as hub, network_of(hub, http) as network:
 
         async def refuse(received: Received, request: web.Request) -> web.StreamResponse:
             return ocpi(None, 2001)
 
         _, body = await network.push(network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
-        assert body["status_code"] == 1000 and "delivered to 3" in body["status_message"]
+        assert body["status_code"] == 1000 and "delivered to 3 of 3" in body["status_message"]
         network.emsp_b.handler = refuse
         _, body = await network.push(network.cpo_a, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
-        assert body["status_code"] == 2001 and "DE/MSB" in body["status_message"]
+        assert body["status_code"] == 1000 and "delivered to 2 of 3" in body["status_message"]
+        assert "DE/MSB 2001" in body["status_message"]
 
 
 async def test_fifty_receivers_fifty_outcomes(hub: RunningHub, http: aiohttp.ClientSession) -> None:

@@ -20,7 +20,8 @@ async def test_versions_lists_230_with_token_a(hub: RunningHub, http: aiohttp.Cl
 async def test_details_list_every_module_with_both_roles(
     hub: RunningHub, http: aiohttp.ClientSession
 ):
-    """Details: credentials, hubclientinfo SENDER, and SENDER+RECEIVER of all 9 modules."""
+    """Details: credentials, hubclientinfo SENDER, and SENDER+RECEIVER of all 9 modules;
+    Bookings also under "Booking", the identifier mod_bookings gives, at the same URLs."""
     token_a = (await hub.create_platform(http, "CPO"))["token_a"]
     async with http.get(f"{hub.url}/ocpi/2.3.0/details", headers=token_header(token_a)) as r:
         assert r.status == 200
@@ -33,7 +34,9 @@ async def test_details_list_every_module_with_both_roles(
     for module in FUNCTIONAL_MODULES:
         for role in ("SENDER", "RECEIVER"):
             assert endpoints[(module, role)] == hub.endpoint(module, role)
-    assert len(endpoints) == 2 + 18
+    for role in ("SENDER", "RECEIVER"):
+        assert endpoints[("Booking", role)] == hub.endpoint("bookings", role)
+    assert len(endpoints) == 2 + 18 + 2
 
 
 async def test_details_need_a_token(hub: RunningHub, http: aiohttp.ClientSession):

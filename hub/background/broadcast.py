@@ -171,7 +171,9 @@ class Broadcaster:
     ) -> Delivery:
         """Party to Party Broadcast Push: from = the hub, to = this receiver, a new
         X-Request-ID each, the same X-Correlation-ID; the same method, path and body."""
-        incoming = {"Content-Type": job.content_type} if job.content_type else {}
+        # transport_and_format "Request format": a body goes with Content-Type application/json.
+        content_type = job.content_type or ("application/json" if job.body else None)
+        incoming = {"Content-Type": content_type} if content_type else {}
         out = self.forwarder.outgoing_headers(
             incoming,
             platform,

@@ -37,7 +37,7 @@ def client_info(party: Party) -> ClientInfo:
     return ClientInfo(
         party_id=party.party_id,
         country_code=party.country_code,
-        role=party.role,
+        role=party.role.outward,
         status=party.status,
         last_updated=party.last_updated,
     )

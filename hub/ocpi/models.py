@@ -29,7 +29,13 @@ class Role(StrEnum):
     NSP = "NSP"
     OTHER = "OTHER"
     SCSP = "SCSP"
-    PTP = "PTP"
+    PTP = "PTP"  # the Payments module's terminal provider; not in the 2.3.0 Role enum
+
+    @property
+    def outward(self) -> Role:
+        """types "Role": a closed enum without PTP, so a strict peer would refuse a PTP
+        party; it is accepted from platforms and sent to others as OTHER."""
+        return Role.OTHER if self is Role.PTP else self
 
 
 class InterfaceRole(StrEnum):

@@ -80,7 +80,9 @@ class Handshake:
         ]
         for platform in sorted(snapshot.platforms.values(), key=lambda p: p.created):
             if platform.id != for_platform and platform.state == PlatformState.REGISTERED:
-                roles.extend(platform.roles)
+                roles.extend(
+                    msgspec.structs.replace(r, role=r.role.outward) for r in platform.roles
+                )
         return Credentials(
             token=token, url=self.versions_url, roles=roles, hub_party_id=settings.hub_party_id
         )

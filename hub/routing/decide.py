@@ -64,12 +64,19 @@ def _header(values: Mapping[str, str], name: str, valid: Callable[[str], bool]) 
     return value.upper()
 
 
-def parse_addressing(values: Mapping[str, str]) -> Addressing:
-    """Validate the four routing headers; OCPI-from-* are required on functional modules."""
+def parse_addressing(
+    values: Mapping[str, str], sole_party: tuple[str, str] | None = None
+) -> Addressing:
+    """Validate the four routing headers. OCPI-from-* are required on functional modules,
+    except from a platform with one party (``sole_party``): there they can only name it
+    (transport_and_format, "Message Routing Headers": "This does not mean they have to be
+    present in all request")."""
     from_cc = _header(values, headers.FROM_COUNTRY_CODE, _country_code)
     from_pid = _header(values, headers.FROM_PARTY_ID, _party_id)
     to_cc = _header(values, headers.TO_COUNTRY_CODE, _country_code)
     to_pid = _header(values, headers.TO_PARTY_ID, _party_id)
+    if from_cc is None and from_pid is None and sole_party is not None:
+        from_cc, from_pid = sole_party
     if from_cc is None or from_pid is None:
         raise OcpiError(
             StatusCode.INVALID_PARAMETERS,
@@ -81,6 +88,12 @@ def parse_addressing(values: Mapping[str, str]) -> Addressing:
             "OCPI-to-country-code and OCPI-to-party-id go together: send both or neither",
         )
     return Addressing(from_cc, from_pid, to_cc, to_pid)
+
+
+def sole_party(platform: Platform) -> tuple[str, str] | None:
+    """The one (country_code, party_id) of a platform that has exactly one (in any roles)."""
+    codes = {(r.country_code.upper(), r.party_id.upper()) for r in platform.roles}
+    return next(iter(codes)) if len(codes) == 1 else None
 
 
 def check_sender(addressing: Addressing, platform: Platform) -> None:

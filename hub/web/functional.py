@@ -16,7 +16,13 @@ from hub.ocpi.envelope import OcpiError, answering
 from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry.snapshot import Snapshot
-from hub.routing.decide import check_owner, check_sender, classify, parse_addressing
+from hub.routing.decide import (
+    check_owner,
+    check_sender,
+    classify,
+    parse_addressing,
+    sole_party,
+)
 from hub.routing.modules import module_facts
 from hub.routing.request import RoutedRequest
 from hub.routing.urls import raw_suffix
@@ -63,7 +69,7 @@ async def module_endpoint(request: Request) -> Response:
             405,
             headers={"Allow": allowed},
         )
-    addressing = parse_addressing(incoming)
+    addressing = parse_addressing(incoming, sole_party(platform))
     with answering(hub.party, addressing.sender):
         check_sender(addressing, platform)
         suffix: str = request.path_params["rest"]

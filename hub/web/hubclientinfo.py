@@ -41,5 +41,9 @@ async def list_client_info(request: Request) -> Response:
 
 
 routes = [
-    Route(f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"], name="hubclientinfo")
+    Route(
+        f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"], name="hubclientinfo"
+    ),
+    # The spec's examples end the URL with a slash: the same list, no redirect.
+    Route(f"/ocpi/{VERSION}/hubclientinfo/", list_client_info, methods=["GET"]),
 ]

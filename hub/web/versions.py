@@ -19,6 +19,10 @@ from hub.routing.urls import HubUrls
 from hub.web.access import authenticate, runtime
 from hub.web.responses import ocpi_response
 
+# The Bookings chapter names its identifier "Booking", other places "bookings": the hub
+# lists both, at the same URLs, so a platform finds it either way.
+BOOKING_IDENTIFIER = "Booking"
+
 
 def hub_endpoints(urls: HubUrls) -> list[Endpoint]:
     """Every endpoint of the hub: credentials, the hubclientinfo Sender, and both interfaces
@@ -31,6 +35,8 @@ def hub_endpoints(urls: HubUrls) -> list[Endpoint]:
         for role in (InterfaceRole.SENDER, InterfaceRole.RECEIVER):
             url = urls("module", module=module, interface=role.lower(), rest="")
             endpoints.append(Endpoint(module, role, url))
+            if module == ModuleID.BOOKINGS:  # mod_bookings: "Module Identifier: Booking"
+                endpoints.append(Endpoint(BOOKING_IDENTIFIER, role, url))
     return endpoints
 
 
