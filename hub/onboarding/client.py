@@ -25,6 +25,7 @@ from hub.ocpi.models import (
     VersionDetails,
 )
 from hub.ocpi.status import StatusCode
+from hub.outbound import refused
 
 T = TypeVar("T")
 
@@ -81,8 +82,11 @@ class PlatformClient:
                 raw = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            refusal = refused(exc)
             reason = (
-                "timed out"
+                str(refusal)
+                if refusal is not None
+                else "timed out"
                 if isinstance(exc, asyncio.TimeoutError)
                 else str(exc) or type(exc).__name__
             )
