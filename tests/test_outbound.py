@@ -26,7 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hub.config import ConfigError, load_settings
 from hub.outbound import GuardedConnector, GuardedResolver, RefusedAddress, refused, refused_kind
 from tests.conftest import HubFactory
-from tests.fakes import ALL_MODULES, FakePlatform, register, until
+from tests.fakes import ALL_MODULES, FakePlatform, Received, register, until
 from tests.support import RunningHub
 
 CPO = [("NL", "CPA", "CPO")]
@@ -373,6 +373,26 @@ async def test_still_alive_check_to_refused_address(
             assert cause.startswith("still-alive check failed: GET ")
             assert "127.0.0.1 is loopback: refused" in cause
         assert [r for r in cpo.received[before:] if r.path == "/ocpi/versions"] == []
+
+
+async def test_configuration_calls_follow_no_redirect(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """A versions endpoint answering 302 to another port (or 307 on its own origin) is not
+    followed: 3001 naming the redirect, and the redirect's target receives nothing."""
+    async with FakePlatform("CPO Co", CPO) as cpo, listener() as (elsewhere, seen):
+        created = await hub.create_platform(http, "CPO Co")
+        for status, target in [(302, f"{elsewhere}/x"), (307, f"{cpo.url}/ocpi/versions2")]:
+
+            async def redirect(received: Received, request: web.Request) -> web.StreamResponse:
+                return web.Response(status=status, headers={"Location": target})  # noqa: B023
+
+            cpo.versions_handler = redirect
+            answer = await cpo.register(http, hub.versions_url, created["token_a"])
+            assert answer["status_code"] == 3001, answer
+            assert f"answered HTTP {status}, a redirect to '{target}'" in answer["status_message"]
+        assert seen == []
+        assert [r.path for r in cpo.received] == ["/ocpi/versions", "/ocpi/versions"]
 
 
 async def test_registered_platform_keeps_working(

@@ -69,7 +69,8 @@ class PlatformClient:
         }
 
     async def call(self, method: str, url: str, type_: type[T], body: Any = None) -> T:
-        """One OCPI call; returns ``data`` decoded as ``type_`` or raises OcpiError(3001)."""
+        """One OCPI call; returns ``data`` decoded as ``type_`` or raises OcpiError(3001).
+        Redirects are not followed."""
         request_headers = self._headers()
         payload = None
         if body is not None:
@@ -77,10 +78,16 @@ class PlatformClient:
             request_headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, data=payload, headers=request_headers, timeout=self.timeout
+                method,
+                url,
+                data=payload,
+                headers=request_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status = response.status
+                location = response.headers.get("Location", "")
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             refusal = refused(exc)
             reason = (
@@ -91,6 +98,13 @@ class PlatformClient:
                 else str(exc) or type(exc).__name__
             )
             raise _unusable(f"{method} {url} failed: {reason}") from None
+        if 300 <= status < 400:
+            # Security: a redirect would send the hub's request (its token too, on the same
+            # host) to a URL the platform never named. None is followed, same origin or not.
+            raise _unusable(
+                f"{method} {url} answered HTTP {status}, a redirect to {location[:200]!r}: "
+                "configuration calls follow no redirects"
+            )
         try:
             envelope = _envelope.decode(raw)
         except msgspec.DecodeError:
