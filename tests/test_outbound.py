@@ -395,6 +395,43 @@ async def test_configuration_calls_follow_no_redirect(
         assert [r.path for r in cpo.received] == ["/ocpi/versions", "/ocpi/versions"]
 
 
+async def test_connection_failures_say_the_same(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    """No port-scanning oracle: a closed port, a port that closes at once, one that speaks
+    another protocol and one that never answers all give the same message."""
+
+    async def closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async def speaks_ssh(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def hangs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the hub gives up
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (closes, speaks_ssh, hangs)]
+    ports = [closed_port] + [s.sockets[0].getsockname()[1] for s in servers]
+    try:
+        async with hub_factory(forward_timeout=1.0) as hub, FakePlatform("CPO Co", CPO) as cpo:
+            created = await hub.create_platform(http, "CPO Co")
+            messages = []
+            for port in ports:
+                cpo.url = f"http://127.0.0.1:{port}"
+                answer = await cpo.register(http, hub.versions_url, created["token_a"])
+                assert answer["status_code"] == 3001
+                messages.append(answer["status_message"].replace(str(port), "PORT"))
+    finally:
+        for server in servers:
+            server.close()
+    assert messages == ["GET http://127.0.0.1:PORT/ocpi/versions failed: cannot connect"] * 4
+
+
 async def test_registered_platform_keeps_working(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> None:
