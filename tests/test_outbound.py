@@ -432,6 +432,22 @@ async def test_connection_failures_say_the_same(
     assert messages == ["GET http://127.0.0.1:PORT/ocpi/versions failed: cannot connect"] * 4
 
 
+async def test_forged_host_never_redirects(hub: RunningHub, http: aiohttp.ClientSession) -> None:
+    """A stray slash used to answer 307 to ``http://{Host}/...``: with a forged Host, an open
+    redirect. It answers 404 with an envelope, whatever the Host."""
+    for path in ("/ocpi/2.3.0/credentials//", "/ocpi/versions/", "/admin/platforms/"):
+        async with http.get(
+            f"{hub.url}{path}", headers={"Host": "evil.example"}, allow_redirects=False
+        ) as response:
+            assert response.status == 404, path
+            assert "Location" not in response.headers
+            body = await response.json()
+        if path.startswith("/ocpi"):
+            assert body["status_code"] == 2000 and "no such endpoint" in body["status_message"]
+        else:
+            assert "no such endpoint" in body["error"]
+
+
 async def test_registered_platform_keeps_working(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> None:
