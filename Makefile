@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Loopback is open so platforms on the same machine can register; the image opens nothing.
 run: install
-	HUB_LOG_FORMAT=$${HUB_LOG_FORMAT:-console} $(BIN)/hub serve
+	HUB_LOG_FORMAT=$${HUB_LOG_FORMAT:-console} \
+	HUB_OUTBOUND_ALLOW=$${HUB_OUTBOUND_ALLOW-loopback} $(BIN)/hub serve
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

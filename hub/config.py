@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     open_routing_ttl: Annotated[int, msgspec.Meta(ge=1)] = 30 * 24 * 3600
     redis_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     redis_max_connections: Annotated[int, msgspec.Meta(ge=2)] = 64
+    outbound_allow: tuple[Literal["loopback", "private"], ...] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -81,7 +82,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return msgspec.structs.replace(self, **changes)
 
 
-_LISTS = {"broadcast_modules"}
+_LISTS = {"broadcast_modules", "outbound_allow"}
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def load_settings(
 
 def _explain(exc: msgspec.ValidationError) -> str:
     message = str(exc)
-    match = re.search(r" - at `\$\.(\w+)`", message)
+    match = re.search(r" - at `\$\.(\w+)[`\[]", message)  # a key, or an item of a list
     if match is None:
         unknown = re.search(r"unknown field `(\w+)`", message)
         if unknown:

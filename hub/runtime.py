@@ -20,6 +20,7 @@ from hub.dispatch import Dispatcher
 from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
+from hub.outbound import GuardedConnector
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -92,9 +93,13 @@ class Runtime:
 
     async def start(self) -> None:
         await self.redis.ping()
-        # One pooled session per process; per-request timeouts are set by each caller.
+        # One pooled session per process; per-request timeouts are set by each caller. Every
+        # outbound connection passes its connector: public addresses only, unless
+        # OUTBOUND_ALLOW opens more (hub/outbound.py).
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
+            connector=GuardedConnector(
+                self.settings.outbound_allow, limit=0, limit_per_host=0, keepalive_timeout=30
+            ),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.forward_timeout),
             auto_decompress=False,
             # No Accept-Encoding of the hub's own: answers are relayed undecoded, so a

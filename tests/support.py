@@ -83,6 +83,7 @@ async def running_hub(redis_url: str, data_dir: str, **overrides: Any) -> AsyncI
         "data_dir": data_dir,
         "admin_token": ADMIN_TOKEN,
         "forward_timeout": 3.0,
+        "outbound_allow": ("loopback",),  # fake platforms listen on 127.0.0.1
     }
     values.update(overrides)
     settings = load_settings(environ={}, **values)

@@ -36,6 +36,7 @@ class HubProcess:
             "HUB_DATA_DIR": str(data_dir),
             "HUB_PORT": str(self.port),
             "HUB_LOG_FORMAT": "json",
+            "HUB_OUTBOUND_ALLOW": "loopback",  # fake platforms listen on 127.0.0.1
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

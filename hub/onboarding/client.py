@@ -7,7 +7,6 @@ expected endpoints are missing.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TypeVar
 
 import aiohttp
@@ -25,6 +24,7 @@ from hub.ocpi.models import (
     VersionDetails,
 )
 from hub.ocpi.status import StatusCode
+from hub.outbound import refused
 
 T = TypeVar("T")
 
@@ -68,7 +68,8 @@ class PlatformClient:
         }
 
     async def call(self, method: str, url: str, type_: type[T], body: Any = None) -> T:
-        """One OCPI call; returns ``data`` decoded as ``type_`` or raises OcpiError(3001)."""
+        """One OCPI call; returns ``data`` decoded as ``type_`` or raises OcpiError(3001).
+        Redirects are not followed; a connection failure says only "cannot connect"."""
         request_headers = self._headers()
         payload = None
         if body is not None:
@@ -76,17 +77,25 @@ class PlatformClient:
             request_headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, data=payload, headers=request_headers, timeout=self.timeout
+                method,
+                url,
+                data=payload,
+                headers=request_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status = response.status
+                location = response.headers.get("Location", "")
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            reason = (
-                "timed out"
-                if isinstance(exc, asyncio.TimeoutError)
-                else str(exc) or type(exc).__name__
+            raise _unusable(f"{method} {url} failed: {_failure(exc)}") from None
+        if 300 <= status < 400:
+            # Security: a redirect would send the hub's request (its token too, on the same
+            # host) to a URL the platform never named. None is followed, same origin or not.
+            raise _unusable(
+                f"{method} {url} answered HTTP {status}, a redirect to {location[:200]!r}: "
+                "configuration calls follow no redirects"
             )
-            raise _unusable(f"{method} {url} failed: {reason}") from None
         try:
             envelope = _envelope.decode(raw)
         except msgspec.DecodeError:
@@ -131,6 +140,17 @@ class PlatformClient:
                 f"(expected any of {', '.join(FUNCTIONAL_MODULES)} or hubclientinfo)",
             )
         return Negotiated(VERSION, endpoints)
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong, without telling a closed port from a filtered one or from an open one
+    that does not speak HTTP (security: no port-scanning oracle for platforms)."""
+    refusal = refused(exc)
+    if refusal is not None:
+        return str(refusal)
+    if isinstance(exc, ValueError | aiohttp.NonHttpUrlClientError):
+        return "not an http(s) URL"
+    return "cannot connect"
 
 
 def _unusable(message: str) -> OcpiError:

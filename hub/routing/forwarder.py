@@ -2,8 +2,8 @@
 
 The body goes out byte for byte and comes back streamed: a 20 MB Locations page passes
 through in chunks, never decoded. Failures to reach the receiver become hub status codes:
-4003 when it cannot be connected to, 4002 when it does not answer in time, 4000 when what it
-answers is not OCPI.
+4003 when it cannot (or, by hub/outbound.py, may not) be connected to, 4002 when it does not
+answer in time, 4000 when what it answers is not OCPI.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
+from hub.outbound import refused
 from hub.registry.records import Platform
 from hub.routing.relays import LOCATION_TTL, Hop, Link, Relays
 from hub.routing.urls import Origin, origin, origins
@@ -179,6 +180,13 @@ class Forwarder:
             ) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             slot.release()
+            refusal = refused(exc)
+            if refusal is not None:
+                # The hub's own policy, not evidence that the platform is down: no
+                # still-alive check (hub/outbound.py).
+                raise OcpiError(
+                    StatusCode.RECEIVER_NOT_CONNECTED, f"receiver cannot be reached: {refusal}"
+                ) from None
             raise self._unreachable(target, str(exc) or type(exc).__name__) from None
         except aiohttp.ClientError as exc:
             slot.release()

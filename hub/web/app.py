@@ -106,6 +106,9 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # Starlette answers a path with a stray slash by a redirect built from the Host header:
+    # a forged Host makes that an open redirect (security). Such paths answer 404 instead.
+    app.router.redirect_slashes = False
     runtime = Runtime(settings, RouteUrls(app.router, settings.public_url))
     app.state.runtime = runtime
     return app

@@ -129,6 +129,7 @@ def hub_env(port: int, data_dir: Path, redis_url: str) -> dict[str, str]:
         "HUB_LOG_LEVEL": "WARNING",
         "HUB_LOG_FORMAT": "json",
         "HUB_FORWARD_TIMEOUT": "10",
+        "HUB_OUTBOUND_ALLOW": "loopback",  # every platform of the bench is on 127.0.0.1
     }
 
 
