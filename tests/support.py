@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 import uvicorn
+from redis.exceptions import ResponseError
 
 from hub.config import Settings, load_settings
 from hub.web.app import create_app
@@ -20,6 +22,31 @@ ADMIN_TOKEN = "test-admin-token"
 def token_header(token: str, raw: bool = False) -> dict[str, str]:
     value = token if raw else base64.b64encode(token.encode()).decode()
     return {"Authorization": f"Token {value}"}
+
+
+async def drained(redis: aioredis.Redis, stream: str, group: str, seconds: float = 10.0) -> None:
+    """Until every entry of a work-queue stream has been handled: none left in the stream
+    (a handled entry is XDEL'd with its XACK) and none pending in ``group``. Both are read in
+    one transaction, so a handler still running keeps this waiting. A group not created yet
+    (its consumers have not started) is not drained. Bounded in time."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    state = "no group yet"
+    while True:
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.xlen(stream)
+                pipe.xpending(stream, group)
+                length, pending = await pipe.execute()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        else:
+            if length == 0 and pending["pending"] == 0:
+                return
+            state = f"{length} entries, {pending['pending']} pending in group {group}"
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{stream} not drained in {seconds:g} s: {state}")
+        await asyncio.sleep(0.02)
 
 
 class HubClient:

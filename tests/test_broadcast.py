@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -91,6 +92,7 @@ async def test_location_push_reaches_every_non_cpo(network: Network, method: str
         network.cpo_a, method, "locations", "/NL/CPA/LOC1", LOCATION
     )
     assert body["status_code"] == 1000 and "broadcast" in body["status_message"]
+    broadcast_id = accepted(body)
     assert (
         response.headers["OCPI-from-country-code"],
         response.headers["OCPI-from-party-id"],
@@ -118,7 +120,11 @@ async def test_location_push_reaches_every_non_cpo(network: Network, method: str
         assert got.token in platform.inbound_tokens
         request_ids.add(got.headers["x-request-id"])
     assert len(request_ids) == 3, "a new X-Request-ID for each receiver"
-    await asyncio.sleep(0.2)
+    # Finished: every delivery of the broadcast has been made and recorded, so what the
+    # platforms hold now is all they will get from it.
+    report = await _report(network, broadcast_id)
+    assert parties_of(report) == set(receivers.values())
+    assert all(len(p.calls()) == 1 for p in receivers), "one push each"
     assert network.cpo_a.calls() == [] and network.cpo_b.calls() == []
 
 
@@ -131,9 +137,10 @@ async def test_token_push_reaches_cpos_only(network: Network) -> None:
     }
     _, body = await network.push(network.emsp_a, "PUT", "tokens", "/DE/MSA/UID1", token)
     assert body["status_code"] == 1000
-    await until(lambda: network.cpo_a.calls() and network.cpo_b.calls())
-    await asyncio.sleep(0.2)
+    report = await _report(network, accepted(body))
+    assert parties_of(report) == {("NL", "CPA"), ("NL", "CPB")}
     assert [c.path for c in network.cpo_a.calls()] == ["/ocpi/2.3.0/tokens/receiver/DE/MSA/UID1"]
+    assert [c.path for c in network.cpo_b.calls()] == ["/ocpi/2.3.0/tokens/receiver/DE/MSA/UID1"]
     assert (
         network.emsp_b.calls() == [] and network.nsp.calls() == [] and network.emsp_a.calls() == []
     )
@@ -149,7 +156,12 @@ async def test_objects_of_one_party_are_not_broadcast(
     _, body = await network.push(network.cpo_a, method, module, suffix, {"id": "X"})
     assert body["status_code"] == 2001
     assert "not broadcast" in body["status_message"]
-    await asyncio.sleep(0.1)
+    # Answered before anything was queued: a broadcast is recorded (and listed) in the same
+    # transaction that queues it, so an empty list means nothing is on its way.
+    async with network.http.get(
+        f"{network.hub.url}/admin/broadcasts", headers=network.hub.admin
+    ) as response:
+        assert response.status == 200 and await response.json() == []
     assert all(p.calls() == [] for p in network.everyone)
 
 
@@ -182,12 +194,15 @@ async def test_push_from_other_reaches_cpos_only(
             await register(hub, http, platform)
             platform.received.clear()
         network = Network(hub, http, cpo, cpo, emsp, emsp, other, {})
-        await network.push(other, "PUT", "tokens", "/BE/OTH/UID1", {"uid": "UID1"})
-        await until(lambda: bool(cpo.calls()))
-        await network.push(cpo, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
-        await until(lambda: bool(other.calls()) and bool(emsp.calls()))
-        await asyncio.sleep(0.2)
+        _, body = await network.push(other, "PUT", "tokens", "/BE/OTH/UID1", {"uid": "UID1"})
+        report = await _report(network, accepted(body))
+        assert parties_of(report) == {("NL", "CPA")}
+        _, body = await network.push(cpo, "PUT", "locations", "/NL/CPA/LOC1", LOCATION)
+        report = await _report(network, accepted(body))
+        assert parties_of(report) == {("DE", "MSA"), ("BE", "OTH")}
         assert [c.path for c in emsp.calls()] == ["/ocpi/2.3.0/locations/receiver/NL/CPA/LOC1"]
+        assert [c.path for c in other.calls()] == ["/ocpi/2.3.0/locations/receiver/NL/CPA/LOC1"]
+        assert [c.path for c in cpo.calls()] == ["/ocpi/2.3.0/tokens/receiver/BE/OTH/UID1"]
 
 
 async def test_suspended_parties_are_skipped(network: Network) -> None:
@@ -204,6 +219,18 @@ async def test_suspended_parties_are_skipped(network: Network) -> None:
         ("BE", "NAV"),
     }
     assert network.emsp_b.calls() == []
+
+
+def accepted(body: dict[str, Any]) -> str:
+    """The broadcast id in the hub's answer: "broadcast <id> accepted"."""
+    found = re.fullmatch(r"broadcast (\w+) accepted", body.get("status_message", ""))
+    assert body["status_code"] == 1000 and found, body
+    return found[1]
+
+
+def parties_of(report: dict[str, Any]) -> set[tuple[str, str]]:
+    """The parties the hub delivered a broadcast to, by its own record."""
+    return {(d["country_code"], d["party_id"]) for d in report["deliveries"]}
 
 
 async def _report(network: Network, broadcast_id: str) -> dict[str, Any]:
@@ -338,7 +365,7 @@ async def test_broadcast_does_not_crowd_out_routed_requests(
     """Background deliveries have their own connection slots per platform: broadcasts stuck
     on a slow receiver leave routed requests to that platform going through."""
     async with (
-        hub_factory(platform_concurrency=2, forward_timeout=3.0) as hub,
+        hub_factory(platform_concurrency=2, forward_timeout=10.0) as hub,
         network_of(hub, http) as network,
     ):
         release = asyncio.Event()
@@ -350,15 +377,29 @@ async def test_broadcast_does_not_crowd_out_routed_requests(
 
         network.emsp_a.handler = slow_pushes
         try:
+            broadcasts = []
             for location in ("LOC1", "LOC2"):  # two deliveries fill the lane of 2
                 body = {**LOCATION, "id": location}
-                await network.push(network.cpo_a, "PUT", "locations", f"/NL/CPA/{location}", body)
+                _, answer = await network.push(
+                    network.cpo_a, "PUT", "locations", f"/NL/CPA/{location}", body
+                )
+                broadcasts.append(accepted(answer))
             await until(lambda: len(network.emsp_a.calls(method="PUT")) == 2)
             began = time.monotonic()
             _, answer = await network.push(
                 network.cpo_a, "GET", "locations", "/NL/CPA/LOC1", to=("DE", "MSA")
             )
+            elapsed = time.monotonic() - began
             assert answer["status_code"] == 1000 and answer["data"] == {"id": "LOC1"}
-            assert time.monotonic() - began < 1.0, "waited for the broadcast's slots"
+            # The mechanism: both deliveries to MSP A still hold their slots (the hub has no
+            # outcome for them yet), so the GET did not get a slot one of them gave back.
+            for broadcast_id in broadcasts:
+                url = f"{network.hub.url}/admin/broadcasts/{broadcast_id}"
+                async with network.http.get(url, headers=network.hub.admin) as response:
+                    report = await response.json()
+                assert report["finished"] is None and ("DE", "MSA") not in parties_of(report)
+            # A slot is given back only when a delivery ends, at the latest at the 10 s
+            # FORWARD_TIMEOUT; a GET queued behind the broadcasts would take that long.
+            assert elapsed < 5.0, "waited for the broadcast's slots"
         finally:
             release.set()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
 
+from hub.registry.store import Keys
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
-from tests.support import RunningHub, token_header
+from tests.support import RunningHub, drained, token_header
 
 CPO = [("NL", "CPA", "CPO")]
 EMSP = [("DE", "MSA", "EMSP")]
 WATCHER = [("BE", "WAT", "EMSP")]
+
+
+async def pushed(redis: aioredis.Redis) -> None:
+    """Until every queued ClientInfo change and initial sync has been pushed: after this,
+    nothing queued so far can still arrive anywhere."""
+    await drained(redis, Keys.clientinfo_queue, "push")
 
 
 async def admin_parties(hub: RunningHub, http: aiohttp.ClientSession) -> dict[str, str]:
@@ -22,7 +29,9 @@ async def admin_parties(hub: RunningHub, http: aiohttp.ClientSession) -> dict[st
         return {p["party_id"]: p["status"] for p in await response.json()}
 
 
-async def test_push_on_registration(hub: RunningHub, http: aiohttp.ClientSession) -> None:
+async def test_push_on_registration(
+    hub: RunningHub, http: aiohttp.ClientSession, redis: aioredis.Redis
+) -> None:
     """mod_hub_client_info "Push model": PUT {endpoint}/{country_code}/{party_id} to every
     connected party's platform, no routing headers (a configuration module)."""
     async with (
@@ -30,6 +39,7 @@ async def test_push_on_registration(hub: RunningHub, http: aiohttp.ClientSession
         FakePlatform("CPO Co", CPO, ALL_MODULES) as cpo,
     ):
         await register(hub, http, watcher)
+        await pushed(redis)  # the watcher's initial sync ran before NL/CPA existed
         await register(hub, http, cpo)
         await until(lambda: watcher.status_of("NL", "CPA") == "CONNECTED")
         (push,) = [r for r in watcher.received if r.path.endswith("/NL/CPA")]
@@ -41,8 +51,9 @@ async def test_push_on_registration(hub: RunningHub, http: aiohttp.ClientSession
         assert set(info) == {"party_id", "country_code", "role", "status", "last_updated"}
         assert (info["role"], info["status"]) == ("CPO", "CONNECTED")
         assert info["last_updated"].endswith("Z")
-        await asyncio.sleep(0.2)
+        await pushed(redis)
         assert cpo.status_of("NL", "CPA") is None, "never to the party's own platform"
+        assert [r.path for r in watcher.received if r.path.endswith("/NL/CPA")] == [push.path]
 
 
 async def test_initial_sync_of_a_new_platform(hub: RunningHub, http: aiohttp.ClientSession) -> None:
@@ -269,7 +280,7 @@ async def test_get_list_paginated(hub: RunningHub, http: aiohttp.ClientSession) 
 
 
 async def test_two_processes_push_each_change_once(
-    hub_factory: HubFactory, http: aiohttp.ClientSession
+    hub_factory: HubFactory, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
     async with (
         hub_factory() as one,
@@ -278,13 +289,18 @@ async def test_two_processes_push_each_change_once(
         FakePlatform("CPO Co", CPO, ALL_MODULES) as cpo,
         FakePlatform("MSP Co", EMSP, ALL_MODULES) as emsp,
     ):
+        # Each change is pushed before the next is made: a push sends the status as it is
+        # when it runs, so a CONNECTED push overtaken by the DELETE would say SUSPENDED.
         await register(one, http, watcher)
+        await pushed(redis)
         await register(two, http, cpo)
+        await pushed(redis)
         await register(one, http, emsp)
+        await pushed(redis)
         async with http.delete(f"{two.url}/ocpi/2.3.0/credentials", headers=cpo.hub_headers()):
             pass
         await until(lambda: watcher.status_of("NL", "CPA") == "SUSPENDED")
-        await asyncio.sleep(0.5)
+        await pushed(redis)
         pushes = [(i["party_id"], i["status"]) for i in watcher.client_infos()]
         assert sorted(pushes) == [("CPA", "CONNECTED"), ("CPA", "SUSPENDED"), ("MSA", "CONNECTED")]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 
 from hub.background.workqueue import MAX_ATTEMPTS, Fields, WorkQueue
+from tests.support import drained
 
 
 @contextlib.asynccontextmanager
@@ -25,14 +26,14 @@ async def consuming(*queues: WorkQueue) -> AsyncIterator[None]:
                 await task
 
 
-async def drained(
-    redis: aioredis.Redis, stream: str, also: Callable[[], bool] = lambda: True
-) -> None:
-    """Until the stream is empty (and ``also()`` holds), for at most 4 s."""
-    for _ in range(200):
-        if also() and await redis.xlen(stream) == 0:
+async def waiting(redis: aioredis.Redis, consumers: int) -> None:
+    """Until ``consumers`` clients are blocked in XREADGROUP, i.e. every consumer loop has
+    started and waits for new entries; for at most 5 s."""
+    for _ in range(250):
+        if (await redis.info("clients"))["blocked_clients"] >= consumers:
             return
         await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {consumers} consumers waiting")
 
 
 async def test_each_entry_runs_once_across_consumers(redis: aioredis.Redis) -> None:
@@ -43,11 +44,12 @@ async def test_each_entry_runs_once_across_consumers(redis: aioredis.Redis) -> N
 
     queues = [WorkQueue(redis, "{hub}:test-queue", "g", handle, 5.0) for _ in range(3)]
     async with consuming(*queues):
-        await asyncio.sleep(0.1)
+        await waiting(redis, 3)  # all three compete for the entries
         for n in range(30):
             await redis.xadd("{hub}:test-queue", {"n": str(n)})
-        await drained(redis, "{hub}:test-queue", lambda: len(seen) >= 30)
-        await asyncio.sleep(0.2)
+        # Drained: every entry handled and deleted, none pending with any consumer, so no
+        # consumer can be handed one again; a second run of an entry has already happened.
+        await drained(redis, "{hub}:test-queue", "g")
     assert sorted(int(n) for n in seen) == list(range(30))
     assert await redis.xlen("{hub}:test-queue") == 0
 
@@ -62,9 +64,8 @@ async def test_failing_entry_is_given_up_after_max_attempts(redis: aioredis.Redi
 
     queue = WorkQueue(redis, "{hub}:test-poison", "g", always_fails, 0.05)
     async with consuming(queue):
-        await asyncio.sleep(0.1)
-        await redis.xadd("{hub}:test-poison", {"n": "1"})
-        await drained(redis, "{hub}:test-poison")
+        await redis.xadd("{hub}:test-poison", {"n": "1"})  # the group starts at id 0
+        await drained(redis, "{hub}:test-poison", "g")
     assert await redis.xlen("{hub}:test-poison") == 0, "dropped, not retried forever"
     assert attempts == MAX_ATTEMPTS
 
@@ -92,6 +93,6 @@ async def test_entry_cut_off_by_a_stop_is_finished_by_another_consumer(
     assert await redis.xlen("{hub}:test-stop") == 1, "still there for another consumer"
 
     async with consuming(WorkQueue(redis, "{hub}:test-stop", "g", handle, 0.3)):
-        await drained(redis, "{hub}:test-stop", lambda: bool(finished))
+        await drained(redis, "{hub}:test-stop", "g")
     assert finished == [b"7"]
     assert await redis.xlen("{hub}:test-stop") == 0
