@@ -50,6 +50,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     broadcast_wait: bool = False
     broadcast_claim_idle: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     get_all_partial: bool = False
+    page_link_ttl: Annotated[int, msgspec.Meta(ge=1)] = 3600
+    cdr_location_ttl: Annotated[int, msgspec.Meta(ge=1)] = 400 * 24 * 3600
+    callback_ttl: Annotated[int, msgspec.Meta(ge=1)] = 24 * 3600
     authorize_deadline: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     open_routing_ttl: Annotated[int, msgspec.Meta(ge=1)] = 30 * 24 * 3600
     redis_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0

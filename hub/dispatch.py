@@ -98,7 +98,7 @@ class Dispatcher:
         body, query = request.body, request.query
         carrier = facts.response_url_carrier(interface, request.method)
         if carrier is not None:
-            allowed = origins(request.platform.urls())
+            allowed = origins(request.platform.own_urls())
             body, query = await proxy_response_url(self.relays, carrier, body, query, hop, allowed)
         self._learn(request, receiver)
         url = direct.url(request.raw_suffix, query)

@@ -27,7 +27,7 @@ from hub.registry.writer import RegistryWriter
 from hub.routing.forwarder import Forwarder
 from hub.routing.get_all import GetAll
 from hub.routing.open_routing import RoutingIndex
-from hub.routing.relays import Relays
+from hub.routing.relays import Lifetimes, Relays
 from hub.routing.urls import HubUrls
 
 log = get_logger(__name__)
@@ -42,7 +42,10 @@ class Runtime:
         )
         self.registry = Registry(self.redis)
         self.writer = RegistryWriter(self.redis, self.registry, self.party)
-        self.relays = Relays(self.redis, urls)
+        lifetimes = Lifetimes(
+            settings.page_link_ttl, settings.cdr_location_ttl, settings.callback_ttl
+        )
+        self.relays = Relays(self.redis, urls, lifetimes)
         self.index = RoutingIndex(self.redis, settings.open_routing_ttl)
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None

@@ -860,3 +860,72 @@ async def test_links_to_other_hosts_are_dropped(roaming: Roaming) -> None:
     response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
     assert body["status_code"] == 1000
     assert "Link" not in response.headers and "Location" not in response.headers
+    assert "did not pass on a link" in body["status_message"]
+    assert f"{roaming.ptp.url}/internal?offset=2" in body["status_message"]
+    assert "http://10.0.0.1/x" in response.headers["Warning"]
+
+
+async def _platform_id(roaming: Roaming, name: str) -> str:
+    async with roaming.http.get(
+        f"{roaming.hub.url}/admin/platforms", headers=roaming.hub.admin
+    ) as response:
+        return next(p["id"] for p in await response.json() if p["name"] == name)
+
+
+async def _allow(roaming: Roaming, name: str, origins: list[str]) -> None:
+    url = f"{roaming.hub.url}/admin/platforms/{await _platform_id(roaming, name)}"
+    async with roaming.http.patch(
+        url, json={"extra_origins": origins}, headers=roaming.hub.admin
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["extra_origins"] == origins
+
+
+async def test_extra_origins_widen_links_and_callbacks(roaming: Roaming) -> None:
+    """An operator allows a platform's separate API host: next pages pointing there are
+    handed out (and followed there), and a response_url there is accepted."""
+
+    async def elsewhere(received: Received, request: web.Request) -> web.StreamResponse:
+        return ocpi([], Link=f'<{roaming.ptp.url}/internal?offset=2>; rel="next"')
+
+    roaming.cpo.handler = elsewhere
+    await _allow(roaming, "CPO Co", [roaming.ptp.url])
+    response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
+    assert body["status_code"] == 1000 and "Warning" not in response.headers
+    link = response.headers["Link"]
+    assert link.startswith(f"<{roaming.hub.url}/ocpi/hub/links/")
+    async with roaming.http.get(link[1 : link.index(">")], headers=roaming.emsp.hub_headers()):
+        pass
+    assert [c.path for c in roaming.ptp.calls("/internal")] == ["/internal"]
+
+    await _allow(roaming, "MSP Co", [roaming.ptp.url])
+    command = {"session_id": "S1", "response_url": f"{roaming.ptp.url}/r"}
+    _, body = await roaming.call(
+        EMSP, CPO, "POST", "commands", "RECEIVER", "/STOP_SESSION", command
+    )
+    assert body["status_code"] == 1000
+
+
+async def test_extra_origins_must_be_origins(roaming: Roaming) -> None:
+    cpo_id = await _platform_id(roaming, "CPO Co")
+    for bad in (["ftp://x"], ["https://x/path"], ["not a url"]):
+        async with roaming.http.patch(
+            f"{roaming.hub.url}/admin/platforms/{cpo_id}",
+            json={"extra_origins": bad},
+            headers=roaming.hub.admin,
+        ) as response:
+            assert response.status == 422, bad
+
+
+async def test_cdr_location_outlives_a_year_of_disputes(roaming: Roaming, redis: Any) -> None:
+    """mod_cdrs "Response Headers": the CPO may GET the CDR again by its Location; the hub's
+    stand-in for it lives CDR_LOCATION_TTL (400 days), next pages only PAGE_LINK_TTL."""
+
+    async def created(received: Received, request: web.Request) -> web.StreamResponse:
+        return ocpi(None, Location=f"{roaming.emsp.url}/ocpi/2.3.0/cdrs/receiver/CDR1")
+
+    roaming.emsp.handler = created
+    response, body = await roaming.call(CPO, EMSP, "POST", "cdrs", "RECEIVER", "", {"id": "CDR1"})
+    assert body["status_code"] == 1000
+    relay_id = response.headers["Location"].rsplit("/", 1)[1]
+    assert await redis.ttl("{hub}:link:" + relay_id) > 365 * 24 * 3600

@@ -47,6 +47,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     token_b: str | None = None  # the token the hub calls this platform with
     token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
     raw_token: bool = False  # legacy peers that expect the token unencoded
+    extra_origins: list[str] = []  # hosts an operator allowed beyond those it named
 
     def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
         """Identifiers are stored normalized (hub/onboarding/client.py negotiate)."""
@@ -62,6 +63,11 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
         """Every URL the platform gave the hub: its versions URL and its endpoints."""
         return [u for u in (self.versions_url, *(e.url for e in self.endpoints)) if u]
 
+    def own_urls(self) -> list[str]:
+        """URLs whose hosts are this platform's: the ones it named and the extra origins an
+        operator allowed (next pages and callbacks on a separate host)."""
+        return [*self.urls(), *self.extra_origins]
+
     def public(self) -> dict[str, Any]:
         """The record as the admin API shows it: never a token."""
         return {
@@ -73,6 +79,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
             "versions_url": self.versions_url,
             "version": self.version,
             "raw_token": self.raw_token,
+            "extra_origins": self.extra_origins,
             "roles": [
                 {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
                 for r in self.roles

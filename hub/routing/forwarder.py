@@ -25,7 +25,7 @@ from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.outbound import refused
 from hub.registry.records import Platform
-from hub.routing.relays import LOCATION_TTL, Hop, Link, Relays
+from hub.routing.relays import Hop, Link, Relays
 from hub.routing.urls import Origin, origin, origins
 
 log = get_logger(__name__)
@@ -231,10 +231,15 @@ class Forwarder:
                 (k.lower(), v) for k, v in response.raw_headers if k.lower() not in _DROPPED
             ]
             out += [(k.encode(), v.encode()) for k, v in routing.items()]
+            dropped: list[str] = []
             if hop is not None and (
                 headers.LINK in response.headers or headers.LOCATION in response.headers
             ):
-                out += await self._rewrite_links(response, hop, origins(upstream.target.urls()))
+                allowed = origins(upstream.target.own_urls())
+                out += await self._rewrite_links(response, hop, allowed, dropped)
+            if dropped:
+                warning = f'199 - "{_dropped_warning(dropped)}"'
+                out.append((b"warning", warning.encode("latin-1", "replace")))
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
             length = response.content_length
             if length is not None and length <= SMALL_BODY:
@@ -242,6 +247,8 @@ class Forwarder:
                 upstream.release()
                 if not encoded:
                     _check_envelope(body, response.status)
+                    if dropped:
+                        body = _with_message(body, _dropped_warning(dropped))
                 out.append((b"content-length", str(len(body)).encode()))
                 return Relayed(response.status, out, body, None, self.timeout)
             first = await _read(_first_bytes(response))
@@ -255,31 +262,56 @@ class Forwarder:
             raise
 
     async def _rewrite_links(
-        self, response: aiohttp.ClientResponse, hop: Hop, allowed: frozenset[Origin]
+        self,
+        response: aiohttp.ClientResponse,
+        hop: Hop,
+        allowed: frozenset[Origin],
+        dropped: list[str],
     ) -> RawHeaders:
         """transport_and_format "Pagination": a next link into the receiver's platform is
         replaced by a hub URL that leads there for this requester only; likewise Location.
-        A link to anywhere but the receiver's own hosts is dropped: no open proxy."""
+        A link to anywhere but the receiver's own hosts (and the extra origins an operator
+        allowed) is not handed out, no open proxy, and is added to ``dropped``."""
         out: RawHeaders = []
         next_link = response.links.get("next")
         target = str(next_link.get("url", "")) if next_link is not None else ""
-        if target and self._within(target, allowed):
+        if target and self._within(target, allowed, dropped):
             hub_url = await self.relays.link(Link(hop, target))
             out.append((b"link", f'<{hub_url}>; rel="next"'.encode()))
         location = response.headers.get(headers.LOCATION, "").strip()
         if location:
             target = str(response.url.join(URL(location)))
-            if self._within(target, allowed):
-                hub_url = await self.relays.link(Link(hop, target), LOCATION_TTL)
+            if self._within(target, allowed, dropped):
+                hub_url = await self.relays.location(Link(hop, target))
                 out.append((b"location", hub_url.encode()))
         return out
 
     @staticmethod
-    def _within(url: str, allowed: frozenset[Origin]) -> bool:
+    def _within(url: str, allowed: frozenset[Origin], dropped: list[str]) -> bool:
         if origin(url) in allowed:
             return True
         log.warning("link to a host the platform never named dropped", url=url)
+        dropped.append(url)
         return False
+
+
+def _dropped_warning(dropped: list[str]) -> str:
+    return (
+        "the hub did not pass on a link to a host the receiver never named: "
+        + ", ".join(dropped)
+        + " (an operator can allow it: PATCH /admin/platforms/{id} extra_origins)"
+    )
+
+
+def _with_message(body: bytes, message: str) -> bytes:
+    """The envelope with ``message`` added to its status_message: the requester must learn
+    that a page or Location it expected was withheld."""
+    document = msgspec.json.decode(body)
+    if not isinstance(document, dict):
+        return body
+    previous = document.get("status_message")
+    document["status_message"] = f"{previous}; {message}" if previous else message
+    return msgspec.json.encode(document)
 
 
 def _not_ocpi(http_status: int) -> OcpiError:

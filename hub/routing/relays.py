@@ -27,8 +27,17 @@ from hub.routing.urls import HubUrls, Origin, origin
 T = TypeVar("T", bound=msgspec.Struct)
 
 PAGE_TTL = 3600  # seconds a next-page link stays valid
-LOCATION_TTL = 30 * 24 * 3600  # a CDR Location is fetched days later
+LOCATION_TTL = 400 * 24 * 3600  # a CDR Location is fetched for disputes, months later
 CALLBACK_TTL = 24 * 3600  # a command's result; RESERVE_NOW lives until its expiry
+
+
+class Lifetimes(msgspec.Struct, frozen=True):
+    """Seconds each kind of stand-in URL stays valid (settings page_link_ttl,
+    cdr_location_ttl, callback_ttl)."""
+
+    page: int = PAGE_TTL
+    location: int = LOCATION_TTL
+    callback: int = CALLBACK_TTL
 
 
 class Hop(msgspec.Struct, frozen=True):
@@ -68,9 +77,10 @@ class Callback(msgspec.Struct, frozen=True):
 
 
 class Relays:
-    def __init__(self, redis: aioredis.Redis, urls: HubUrls) -> None:
+    def __init__(self, redis: aioredis.Redis, urls: HubUrls, lifetimes: Lifetimes) -> None:
         self.redis = redis
         self.urls = urls
+        self.lifetimes = lifetimes
 
     async def _put(self, kind: str, value: msgspec.Struct, ttl: int) -> str:
         relay_id = secrets.token_urlsafe(18)
@@ -83,14 +93,20 @@ class Relays:
         raw = await self.redis.get(Keys.relay(kind, relay_id))
         return None if raw is None else msgspec.json.decode(raw, type=type_)
 
-    async def link(self, link: Link, ttl: int = PAGE_TTL) -> str:
-        return self.urls("link", relay_id=await self._put("link", link, ttl))
+    async def link(self, link: Link) -> str:
+        """A next page: valid for ``lifetimes.page``."""
+        return self.urls("link", relay_id=await self._put("link", link, self.lifetimes.page))
+
+    async def location(self, link: Link) -> str:
+        """A CDR Location (mod_cdrs: the CPO may GET the CDR again): ``lifetimes.location``."""
+        relay_id = await self._put("link", link, self.lifetimes.location)
+        return self.urls("link", relay_id=relay_id)
 
     async def resolve_link(self, relay_id: str) -> Link | None:
         return await self._get("link", relay_id, Link)
 
-    async def callback(self, callback: Callback, ttl: int = CALLBACK_TTL) -> str:
-        relay_id = await self._put("callback", callback, ttl)
+    async def callback(self, callback: Callback, ttl: int | None = None) -> str:
+        relay_id = await self._put("callback", callback, ttl or self.lifetimes.callback)
         return self.urls("callback", relay_id=relay_id)
 
     async def resolve_callback(self, relay_id: str) -> Callback | None:
@@ -103,7 +119,7 @@ def _check_response_url(url: str, allowed: frozenset[Origin]) -> None:
         raise OcpiError(
             StatusCode.INVALID_PARAMETERS,
             "response_url must point at the requesting platform (the host of its versions "
-            "or module endpoints)",
+            "or module endpoints, or an extra origin the hub's operator allowed for it)",
         )
 
 
@@ -134,20 +150,20 @@ async def proxy_response_url(
     if not isinstance(original, str):
         return body, query
     _check_response_url(original, allowed)
-    document["response_url"] = await relays.callback(
-        Callback(hop, original), _callback_ttl(document.get("expiry_date"))
-    )
+    ttl = _callback_ttl(document.get("expiry_date"), relays.lifetimes.callback)
+    document["response_url"] = await relays.callback(Callback(hop, original), ttl)
     return msgspec.json.encode(document), query
 
 
-def _callback_ttl(expiry_date: object) -> int:
+def _callback_ttl(expiry_date: object, floor: int = CALLBACK_TTL) -> int:
+    """``floor``, or until an hour after a RESERVE_NOW's expiry_date if that is later."""
     if not isinstance(expiry_date, str):
-        return CALLBACK_TTL
+        return floor
     try:
         expiry = datetime.fromisoformat(expiry_date.replace("Z", "+00:00"))
     except ValueError:
-        return CALLBACK_TTL
+        return floor
     if expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=UTC)  # types: no zone designator means UTC
     remaining = (expiry - datetime.now(UTC)).total_seconds() + 3600
-    return max(CALLBACK_TTL, int(remaining))
+    return max(floor, int(remaining))

@@ -74,8 +74,13 @@ class Connect(msgspec.Struct):
     token_a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+Origin = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+/?$", max_length=255)]
+
+
 class PlatformSettings(msgspec.Struct):
     raw_token: bool | None = None
+    # scheme://host[:port] the platform also uses for next pages, CDR Locations, callbacks
+    extra_origins: Annotated[list[Origin], msgspec.Meta(max_length=20)] | None = None
 
 
 async def connect_platform(request: Request) -> Response:
@@ -89,14 +94,18 @@ async def connect_platform(request: Request) -> Response:
 
 
 async def update_platform(request: Request) -> Response:
-    """Per-platform settings; today the legacy raw Authorization token."""
+    """Per-platform settings: the legacy raw Authorization token, and the extra origins its
+    links and callbacks may use."""
     require_admin(request)
     body = await read_body(request, PlatformSettings)
 
     def change(platform: Platform) -> Platform | None:
-        if body.raw_token is None:
-            return None
-        return msgspec.structs.replace(platform, raw_token=body.raw_token)
+        changed = platform
+        if body.raw_token is not None:
+            changed = msgspec.structs.replace(changed, raw_token=body.raw_token)
+        if body.extra_origins is not None:
+            changed = msgspec.structs.replace(changed, extra_origins=body.extra_origins)
+        return None if changed is platform else changed
 
     platform = await _update(request, change)
     return json_response(platform.public())
