@@ -128,3 +128,14 @@ async def test_bookings_sender_takes_booking_changes(
         assert r.status == 200 and (await r.json())["status_code"] == 1000
     (got,) = cpo.calls("/ocpi/2.3.0/bookings/sender")
     assert (got.method, got.path) == (method, "/ocpi/2.3.0/bookings/sender/B1")
+
+
+async def test_odd_hub_party_id_of_a_platform_does_not_block_registration(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """credentials "Credentials object": hub_party_id is the peer's own business; the hub
+    never uses it, so a value outside its CiString(5) form is let be."""
+    async with FakePlatform("MSP Co", [EMSP], ALL_MODULES) as emsp:
+        plain = emsp.credentials
+        emsp.credentials = lambda token: {**plain(token), "hub_party_id": "NL-HUB-01"}  # type: ignore[method-assign]
+        await register(hub, http, emsp)
