@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 import urllib.error
@@ -154,6 +155,84 @@ def parties_list(args: argparse.Namespace) -> int:
     return _output(args, _client(args).call("GET", "/admin/parties"), columns)
 
 
+AGREEMENT_COLUMNS = ("id", "parties", "modules", "valid_from", "valid_until")
+
+
+def _agreement_body(
+    first: str, second: str, modules: str, valid_from: str, valid_until: str
+) -> dict[str, Any]:
+    """One agreement as the admin API takes it; parties as NLCPO (or NL/CPO, NL-CPO)."""
+    body: dict[str, Any] = {"parties": [_party(first), _party(second)]}
+    names = [m for m in modules.replace(";", " ").replace(",", " ").split() if m]
+    if names:
+        body["modules"] = names
+    if valid_from.strip():
+        body["valid_from"] = valid_from.strip()
+    if valid_until.strip():
+        body["valid_until"] = valid_until.strip()
+    return body
+
+
+def _party(text: str) -> dict[str, str]:
+    plain = text.strip().replace("/", "").replace("-", "")
+    if len(plain) != 5:
+        raise SystemExit(f"hub: {text!r} is not a party: country code and party id, e.g. NLCPO")
+    return {"country_code": plain[:2], "party_id": plain[2:]}
+
+
+def _agreement_rows(data: Any) -> Any:
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        row["parties"] = " ".join(p["country_code"] + p["party_id"] for p in row["parties"])
+        row["modules"] = ",".join(row["modules"]) or "all"
+    return data
+
+
+def agreements_add(args: argparse.Namespace) -> int:
+    body = _agreement_body(args.party, args.other, args.modules, args.valid_from, args.until)
+    data = _client(args).call("POST", "/admin/agreements", body)
+    return _output(args, data if args.json else _agreement_rows(data), AGREEMENT_COLUMNS)
+
+
+def agreements_list(args: argparse.Namespace) -> int:
+    path = "/admin/agreements" + (f"?party={args.party}" if args.party else "")
+    data = _client(args).call("GET", path)
+    return _output(args, data if args.json else _agreement_rows(data), AGREEMENT_COLUMNS)
+
+
+def agreements_remove(args: argparse.Namespace) -> int:
+    data = _client(args).call("DELETE", f"/admin/agreements/{args.id}")
+    return _output(args, data if args.json else _agreement_rows(data), AGREEMENT_COLUMNS)
+
+
+def agreements_import(args: argparse.Namespace) -> int:
+    """A CSV file of contracts, one per row: party,other,modules,valid_from,valid_until (a
+    header row naming those columns; modules separated by spaces or semicolons, empty for
+    all). Party forms are checked for every row before any is sent; the first row the hub
+    refuses stops the import (the rows before it stay)."""
+    with open(args.file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    required = {"party", "other"}
+    if not rows or not required <= set(rows[0]):
+        raise SystemExit(
+            "hub: the CSV needs a header row with party,other (and optionally "
+            "modules,valid_from,valid_until)"
+        )
+    bodies = [
+        _agreement_body(
+            row["party"], row["other"], row.get("modules") or "",
+            row.get("valid_from") or "", row.get("valid_until") or "",
+        )
+        for row in rows
+    ]  # fmt: skip
+    client = _client(args)
+    created = [client.call("POST", "/admin/agreements", body) for body in bodies]
+    if args.json:
+        return _output(args, created, AGREEMENT_COLUMNS)
+    sys.stdout.write(f"imported {len(created)} agreements\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="OCPI 2.3.0 roaming hub")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     admin_command(
         platforms, "suspend", platforms_suspend, "suspend a platform: tokens void"
     ).add_argument("id")
+
+    agreements = commands.add_parser(
+        "agreements", help="roaming agreements (routing_policy = agreements)"
+    ).add_subparsers(dest="action", required=True)
+    add = admin_command(agreements, "add", agreements_add, "let two parties reach each other")
+    add.add_argument("party", help="country code and party id, e.g. NLCPO")
+    add.add_argument("other", help="the other party, e.g. DEMSP")
+    add.add_argument("--modules", default="", help="comma-separated (default: every module)")
+    add.add_argument("--from", dest="valid_from", default="", help="valid from (ISO 8601)")
+    add.add_argument("--until", default="", help="valid until (ISO 8601)")
+    listing = admin_command(agreements, "list", agreements_list, "list agreements")
+    listing.add_argument("--party", help="only those of this party, e.g. NLCPO")
+    admin_command(agreements, "remove", agreements_remove, "end an agreement").add_argument("id")
+    admin_command(
+        agreements, "import", agreements_import, "add agreements from a CSV file"
+    ).add_argument("file")
 
     parties = commands.add_parser("parties", help="parties reachable through the hub")
     admin_command(

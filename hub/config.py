@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     broadcast_wait: bool = False
     broadcast_claim_idle: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     get_all_partial: bool = False
+    routing_policy: Literal["open", "agreements"] = "open"
     page_link_ttl: Annotated[int, msgspec.Meta(ge=1)] = 3600
     cdr_location_ttl: Annotated[int, msgspec.Meta(ge=1)] = 400 * 24 * 3600
     callback_ttl: Annotated[int, msgspec.Meta(ge=1)] = 24 * 3600

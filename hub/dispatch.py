@@ -21,6 +21,7 @@ from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
+from hub.registry.policy import Policy
 from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
@@ -56,8 +57,10 @@ class Dispatcher:
         index: RoutingIndex,
         broadcaster: Broadcaster,
         get_all: GetAll,
+        policy: Policy,
         detach: Detach,
     ) -> None:
+        self.policy = policy
         self.settings = settings
         self.registry = registry
         self.forwarder = forwarder
@@ -67,7 +70,9 @@ class Dispatcher:
         self.get_all = get_all
         self.detach = detach
         self.hub_party = (settings.country_code, settings.party_id)
-        self.authorizer = Authorizer(forwarder, index, settings.authorize_deadline, self.hub_party)
+        self.authorizer = Authorizer(
+            forwarder, index, settings.authorize_deadline, self.hub_party, policy
+        )
 
     async def route(self, request: RoutedRequest, scenario: Scenario, snapshot: Snapshot) -> Answer:
         """The scenario the routing headers chose; errors answer from the hub."""
@@ -86,6 +91,10 @@ class Dispatcher:
         self, request: RoutedRequest, snapshot: Snapshot, receiver: tuple[str, str]
     ) -> Relayed:
         facts, interface = request.facts, request.interface
+        if snapshot.parties_of(*receiver):
+            entitlement = self.policy.entitled(snapshot, request.sender, receiver, facts.id)
+            if not entitlement.allowed:
+                raise OcpiError(StatusCode.UNKNOWN_RECEIVER, entitlement.reason)
         direct = route_direct(snapshot, facts, interface, receiver)
         hop = Hop(
             module=facts.id,
@@ -148,6 +157,10 @@ class Dispatcher:
         what = f"{method} {facts.id} {interface}{request.suffix}"
         if isinstance(key, Lookup):
             owners = await self.index.owners(key, request.sender)
+            if owners and not self.policy.open:
+                owners = [
+                    o for o in owners if self.policy.allows(snapshot, request.sender, o, facts.id)
+                ] or None  # the hub knows no owner this requester may reach
             if owners is not None and len(owners) > 1:
                 raise OcpiError(
                     StatusCode.UNKNOWN_RECEIVER,

@@ -21,6 +21,7 @@ from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
 from hub.outbound import GuardedConnector
+from hub.registry.policy import Policy
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -42,6 +43,7 @@ class Runtime:
         )
         self.registry = Registry(self.redis)
         self.writer = RegistryWriter(self.redis, self.registry, self.party)
+        self.policy = Policy(settings.routing_policy)
         lifetimes = Lifetimes(
             settings.page_link_ttl, settings.cdr_location_ttl, settings.callback_ttl
         )
@@ -110,8 +112,11 @@ class Runtime:
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
-        self._broadcaster = Broadcaster(self.redis, self.registry, self._forwarder, self.settings)
-        pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings)
+        policy = self.policy
+        self._broadcaster = Broadcaster(
+            self.redis, self.registry, self._forwarder, self.settings, policy
+        )
+        pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings, policy)
         self._alive = AliveChecker(self.redis, self.registry, self.writer, self.http, self.settings)
         get_all = GetAll(
             self.redis,
@@ -119,6 +124,7 @@ class Runtime:
             self._forwarder,
             self.urls,
             self.party,
+            policy,
             self.settings.get_all_partial,
         )
         self._dispatcher = Dispatcher(
@@ -129,10 +135,11 @@ class Runtime:
             self.index,
             self._broadcaster,
             get_all,
+            policy,
             self.detach,
         )
         self._handshake = Handshake(
-            self.registry, self.writer, self.http, self.settings, self.versions_url
+            self.registry, self.writer, self.http, self.settings, self.versions_url, policy
         )
         self._forwarder.on_unreachable = self._alive.check_soon
         ready = asyncio.Event()
@@ -143,6 +150,8 @@ class Runtime:
         for queue in self._queues:
             self.spawn(queue.run())
         self.spawn(self._alive.run())
+        if not policy.open:
+            self.spawn(pusher.run_agreement_clock())
 
     def revive(self, platform_id: str) -> None:
         """A request from a platform whose parties are OFFLINE: they are back."""

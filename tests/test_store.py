@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -115,15 +116,20 @@ async def test_every_key_under_traffic_is_in_the_schema(
     """This pins the key table of hub/registry/store.py (SCHEMA). A hub with three
     platforms and every kind of traffic that writes to Redis (registration and ClientInfo,
     a broadcast push, pushes the open-routing index learns, a GET All walk, a next-page link
-    and a response_url callback, a still-alive check in flight): then every key in Redis
+    and a response_url callback, a still-alive check in flight, roaming agreements and one
+    that ends by its validity window): then every key in Redis
     matches a spec, has the spec's Redis type, and carries a TTL where the spec says it
     expires; and every spec is seen, so traffic that no longer writes a key shows too."""
     async with (
-        hub_factory(alive_interval=2.0) as hub,
+        hub_factory(alive_interval=2.0, routing_policy="agreements") as hub,
         FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
         FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
         FakePlatform("Nav", [("BE", "NAV", "NSP")], ALL_MODULES) as nsp,
     ):
+        for other in (("DE", "MSA"), ("BE", "NAV")):
+            await _agree(hub, http, ("NL", "CPA"), other)
+        ending = datetime.now(UTC) + timedelta(seconds=1)
+        edge = await _agree(hub, http, ("DE", "MSA"), ("BE", "NAV"), ending)
         ids = [await register(hub, http, platform) for platform in (cpo, emsp, nsp)]
 
         async def cpo_answers(received: Received, request: web.Request) -> web.StreamResponse:
@@ -184,6 +190,9 @@ async def test_every_key_under_traffic_is_in_the_schema(
         (delivered,) = cpo.calls("/ocpi/2.3.0/commands/")
         assert delivered.json()["response_url"].startswith(f"{hub.url}/ocpi/hub/callbacks/")
 
+        # The agreement clock marks the edge of the one that ends (one process pushes it).
+        await _key_appears(redis, f"{{hub}}:agreement-edge:{edge}:{int(ending.timestamp())}")
+
         # A still-alive check of the (silent) NSP, held while Redis is read: its lease is a
         # key too. The hub gives the check min(forward_timeout, alive_interval) = 2 s.
         checking, answer = asyncio.Event(), asyncio.Event()
@@ -214,3 +223,23 @@ async def test_every_key_under_traffic_is_in_the_schema(
     seen = {spec.pattern for spec in known.values()}
     assert [spec.pattern for spec in SCHEMA if spec.pattern not in seen] == []
     assert found["{hub}:alive-lease:" + ids[2]][0] == "string"  # the NSP's check, held
+
+
+async def _agree(
+    hub: RunningHub,
+    http: aiohttp.ClientSession,
+    a: tuple[str, str],
+    b: tuple[str, str],
+    until: datetime | None = None,
+) -> str:
+    body: dict[str, Any] = {
+        "parties": [
+            {"country_code": a[0], "party_id": a[1]},
+            {"country_code": b[0], "party_id": b[1]},
+        ]
+    }
+    if until is not None:
+        body["valid_until"] = until.isoformat()
+    async with http.post(f"{hub.url}/admin/agreements", json=body, headers=hub.admin) as r:
+        assert r.status == 201
+        return (await r.json())["id"]

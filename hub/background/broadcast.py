@@ -25,6 +25,7 @@ from hub.ocpi.envelope import OcpiError, now, status_code_of
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import Role
 from hub.ocpi.status import StatusCode
+from hub.registry.policy import Policy
 from hub.registry.records import Party, Platform, party_field
 from hub.registry.registry import Registry
 from hub.registry.store import Keys
@@ -82,6 +83,7 @@ class Report(msgspec.Struct):
     receivers: int | None
     finished: datetime | None
     deliveries: list[Delivery]
+    not_entitled: list[str] = []  # receivers left out for want of an agreement (not failures)
 
 
 def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
@@ -99,6 +101,7 @@ def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
 
 _job = msgspec.json.Decoder(Job)
 _encode = msgspec.json.Encoder().encode
+_names = msgspec.json.Decoder(list[str])
 _delivery = msgspec.json.Decoder(Delivery)
 
 
@@ -109,11 +112,13 @@ class Broadcaster:
         registry: Registry,
         forwarder: Forwarder,
         settings: Settings,
+        policy: Policy,
     ) -> None:
         self.redis = redis
         self.registry = registry
         self.forwarder = forwarder
         self.settings = settings
+        self.policy = policy
         self.hub_party = (settings.country_code, settings.party_id)
         self.queue = WorkQueue(
             redis, Keys.broadcast_queue, GROUP, self._handle, settings.broadcast_claim_idle
@@ -138,11 +143,16 @@ class Broadcaster:
     async def deliver(self, job: Job) -> list[Delivery]:
         """Deliver to every receiver not delivered to yet; returns this run's deliveries."""
         snapshot = await self.registry.refresh_if_stale()  # parties connected since it was cached
-        targets = broadcast_receivers(
+        candidates = broadcast_receivers(
             snapshot, module_facts(job.module), job.sender_platform, job.sender_role
         )
+        targets = [
+            t for t in candidates if self.policy.allows(snapshot, job.sender, t[0].code, job.module)
+        ]
+        left_out = sorted("/".join(t[0].code) for t in candidates if t not in targets)
         done = {k.decode() for k in await self.redis.hkeys(Keys.deliveries(job.id))}
-        await self.redis.hset(Keys.broadcast(job.id), "receivers", len(targets))
+        meta = {"receivers": len(targets), "not_entitled": _encode(left_out)}
+        await self.redis.hset(Keys.broadcast(job.id), mapping=meta)
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def one(party: Party, platform: Platform, endpoint: str) -> Delivery:
@@ -224,6 +234,7 @@ class Broadcaster:
         job = _job.decode(meta[b"job"])
         finished = meta.get(b"finished")
         receivers = meta.get(b"receivers")
+        not_entitled = meta.get(b"not_entitled")
         return Report(
             id=job.id,
             module=job.module,
@@ -232,6 +243,7 @@ class Broadcaster:
             sender="/".join(job.sender),
             accepted=job.accepted,
             receivers=int(receivers) if receivers is not None else None,
+            not_entitled=_names.decode(not_entitled) if not_entitled else [],
             finished=datetime.fromisoformat(finished.decode()) if finished else None,
             deliveries=sorted(
                 (_delivery.decode(d) for d in deliveries),

@@ -10,6 +10,7 @@ state. A newly registered platform first gets the ClientInfo of every party it c
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -18,9 +19,10 @@ from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, status_code_of
 from hub.ocpi.headers import new_message_id
-from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
+from hub.ocpi.models import ClientInfo, ConnectionStatus, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
-from hub.registry.records import Party, Platform, parse_party_field
+from hub.registry.policy import Policy
+from hub.registry.records import Party, Platform, parse_party_field, party_field
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
@@ -33,20 +35,26 @@ RETRIES = (0.5, 1.0, 2.0)  # seconds before each retry of a failed push
 SYNC_CONCURRENCY = 16  # initial-sync pushes in flight to one new platform
 
 
-def client_info(party: Party) -> ClientInfo:
+def client_info(party: Party, seen: bool = True) -> ClientInfo:
+    """The party as a viewer sees it: PLANNED when the routing policy gives the viewer no
+    way to reach it (mod_hub_client_info allows this for "configuration indicating which
+    parties have contracts which each other")."""
     return ClientInfo(
         party_id=party.party_id,
         country_code=party.country_code,
         role=party.role.outward,
-        status=party.status,
+        status=party.status if seen else ConnectionStatus.PLANNED,
         last_updated=party.last_updated,
     )
 
 
 class ClientInfoPusher:
-    def __init__(self, registry: Registry, forwarder: Forwarder, settings: Settings) -> None:
+    def __init__(
+        self, registry: Registry, forwarder: Forwarder, settings: Settings, policy: Policy
+    ) -> None:
         self.registry = registry
         self.forwarder = forwarder
+        self.policy = policy
         self.queue = WorkQueue(
             registry.redis,
             Keys.clientinfo_queue,
@@ -68,15 +76,17 @@ class ClientInfoPusher:
                 await self.sync(snapshot, platform)
 
     async def push(self, snapshot: Snapshot, party: Party) -> None:
-        """The party's ClientInfo to every connected platform but its own."""
-        info = client_info(party)
+        """The party's ClientInfo to every connected platform but its own, as each sees it."""
         await asyncio.gather(
             *(
-                self._put(platform, info)
+                self._put(platform, self._as_seen(snapshot, platform, party))
                 for platform in snapshot.platforms.values()
                 if platform.id != party.platform_id and snapshot.connected(platform)
             )
         )
+
+    def _as_seen(self, snapshot: Snapshot, viewer: Platform, party: Party) -> ClientInfo:
+        return client_info(party, self.policy.sees(snapshot, viewer.id, party.code))
 
     async def sync(self, snapshot: Snapshot, platform: Platform) -> None:
         """Initial sync: every party the new platform can see, its own excepted."""
@@ -84,10 +94,39 @@ class ClientInfoPusher:
 
         async def one(party: Party) -> None:
             async with slots:
-                await self._put(platform, client_info(party))
+                await self._put(platform, self._as_seen(snapshot, platform, party))
 
         parties = sorted(snapshot.parties.values(), key=lambda p: p.key)
         await asyncio.gather(*(one(p) for p in parties if p.platform_id != platform.id))
+
+    async def run_agreement_clock(self, tick: float = 1.0) -> None:
+        """An agreement that starts or ends by its validity window changes what both parties
+        see: queue their ClientInfo once (a key per edge keeps it to one process)."""
+        last = datetime.now(UTC)
+        while True:
+            await asyncio.sleep(tick)
+            moment = datetime.now(UTC)
+            try:
+                await self._agreement_edges(last, moment)
+            except Exception as exc:  # Redis away: the next tick tries again
+                log.warning("agreement clock failed", error=str(exc))
+                continue
+            last = moment
+
+    async def _agreement_edges(self, since: datetime, until: datetime) -> None:
+        snapshot = await self.registry.snapshot()
+        redis = self.registry.redis
+        for agreement in snapshot.agreements.values():
+            for edge in (agreement.valid_from, agreement.valid_until):
+                if edge is None or not since < edge <= until:
+                    continue
+                key = Keys.agreement_edge(agreement.id, int(edge.timestamp()))
+                if not await redis.set(key, "1", nx=True, ex=3600):
+                    continue  # another process queued it
+                codes = agreement.parties
+                parties = [p for code in codes for p in snapshot.parties_of(*code)]
+                for party in parties:
+                    await redis.xadd(Keys.clientinfo_queue, {"party": party_field(party.key)})
 
     async def _put(self, platform: Platform, info: ClientInfo) -> None:
         """PUT {hubclientinfo RECEIVER}/{country_code}/{party_id}: a configuration module, so

@@ -18,6 +18,7 @@ from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import BusinessDetails, Credentials, CredentialsRole, Role
 from hub.onboarding.client import Negotiated, PlatformClient
 from hub.registry.errors import RegistryError, UnknownPlatform, WrongPlatformState
+from hub.registry.policy import Policy
 from hub.registry.records import Platform, PlatformState, TokenKind
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
@@ -54,7 +55,9 @@ class Handshake:
         session: aiohttp.ClientSession,
         settings: Settings,
         versions_url: str,
+        policy: Policy,
     ) -> None:
+        self.policy = policy
         self.registry = registry
         self.writer = writer
         self.session = session
@@ -63,7 +66,7 @@ class Handshake:
 
     def credentials(self, snapshot: Snapshot, token: str, for_platform: str) -> Credentials:
         """The hub's credentials: itself (role OTHER) first, then every party reachable
-        through it.
+        through it (under the agreements policy: that this platform may reach).
 
         2.3.0 asks a hub to list the parties reachable through it in ``roles``; the hub itself
         is always listed, so ``roles`` is never empty and names the party that broadcasts
@@ -81,7 +84,9 @@ class Handshake:
         for platform in sorted(snapshot.platforms.values(), key=lambda p: p.created):
             if platform.id != for_platform and platform.state == PlatformState.REGISTERED:
                 roles.extend(
-                    msgspec.structs.replace(r, role=r.role.outward) for r in platform.roles
+                    msgspec.structs.replace(r, role=r.role.outward)
+                    for r in platform.roles
+                    if self.policy.sees(snapshot, for_platform, (r.country_code, r.party_id))
                 )
         return Credentials(
             token=token, url=self.versions_url, roles=roles, hub_party_id=settings.hub_party_id

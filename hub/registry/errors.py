@@ -38,3 +38,8 @@ class PartyKnown(RegistryError):
 
 class WrongPlatformState(RegistryError):
     """The platform is not in the state the operation needs (connect needs PENDING)."""
+
+
+class UnknownAgreement(RegistryError):
+    def __init__(self, agreement_id: str) -> None:
+        super().__init__(f"unknown agreement {agreement_id}")

@@ -155,3 +155,36 @@ PLATFORM_STATUS = {
     PlatformState.REGISTERED: ConnectionStatus.CONNECTED,
     PlatformState.SUSPENDED: ConnectionStatus.SUSPENDED,
 }
+
+
+PartyCode = tuple[str, str]  # (country_code, party_id), upper case: a party in any role
+
+
+class Agreement(msgspec.Struct, frozen=True, kw_only=True):
+    """Two parties may exchange traffic (for ``modules``, or every module when empty) while
+    ``valid_from`` <= now < ``valid_until``. Symmetric: the order of ``parties`` means nothing."""
+
+    id: str
+    parties: tuple[PartyCode, PartyCode]
+    modules: tuple[str, ...] = ()
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    created: datetime
+
+    def covers(self, module: str | None, at: datetime) -> bool:
+        """In force at ``at`` for ``module`` (None: for any module)."""
+        if self.valid_from is not None and at < self.valid_from:
+            return False
+        if self.valid_until is not None and at >= self.valid_until:
+            return False
+        return module is None or not self.modules or module in self.modules
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "parties": [{"country_code": cc, "party_id": pid} for cc, pid in self.parties],
+            "modules": list(self.modules),
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+            "created": self.created,
+        }

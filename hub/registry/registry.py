@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from hub.logs import get_logger
 from hub.ocpi.auth import token_candidates
 from hub.registry.records import (
+    Agreement,
     PartyKey,
     PartyState,
     Platform,
@@ -41,6 +42,7 @@ TOUCH_INTERVAL = 1.0  # seconds between two last-seen writes for one platform
 _platform = msgspec.json.Decoder(Platform)
 _state = msgspec.json.Decoder(PartyState)
 _transition = msgspec.json.Decoder(Transition)
+_agreement = msgspec.json.Decoder(Agreement)
 
 Authenticated = tuple[Platform, TokenKind]
 
@@ -86,10 +88,12 @@ class Registry:
     async def _load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(Keys.generation).hgetall(Keys.platforms).hgetall(Keys.party_states)
-            generation, records, states = await pipe.execute()
+            pipe.hgetall(Keys.agreements)
+            generation, records, states, agreements = await pipe.execute()
         platforms = {key.decode(): _platform.decode(value) for key, value in records.items()}
         parties = {parse_party_field(k.decode()): _state.decode(v) for k, v in states.items()}
-        return Snapshot(int(generation or 0), platforms, parties)
+        by_id = {k.decode(): _agreement.decode(v) for k, v in agreements.items()}
+        return Snapshot(int(generation or 0), platforms, parties, by_id)
 
     def invalidate(self) -> None:
         self._epoch += 1

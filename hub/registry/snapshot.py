@@ -10,7 +10,9 @@ from __future__ import annotations
 from hub.ocpi.models import ConnectionStatus
 from hub.registry.records import (
     PLATFORM_STATUS,
+    Agreement,
     Party,
+    PartyCode,
     PartyKey,
     PartyState,
     Platform,
@@ -32,9 +34,14 @@ class Snapshot:
         generation: int,
         platforms: dict[str, Platform],
         states: dict[PartyKey, PartyState] | None = None,
+        agreements: dict[str, Agreement] | None = None,
     ) -> None:
         self.generation = generation
         self.platforms = platforms
+        self.agreements = agreements or {}
+        self.by_pair: dict[frozenset[PartyCode], list[Agreement]] = {}
+        for agreement in self.agreements.values():
+            self.by_pair.setdefault(frozenset(agreement.parties), []).append(agreement)
         self.by_token: dict[str, tuple[Platform, TokenKind]] = {}
         self.parties: dict[PartyKey, Party] = _parties(platforms, states or {}, self.by_token)
         self.by_code: dict[tuple[str, str], list[Party]] = {}
@@ -55,6 +62,9 @@ class Snapshot:
     def parties_of(self, country_code: str, party_id: str) -> list[Party]:
         """Every role a (country_code, party_id) pair holds, case-insensitively."""
         return self.by_code.get((country_code.upper(), party_id.upper()), [])
+
+    def agreements_between(self, a: PartyCode, b: PartyCode) -> list[Agreement]:
+        return self.by_pair.get(frozenset((a, b)), [])
 
     def parties_on(self, platform_id: str) -> list[Party]:
         return self.by_platform.get(platform_id, [])

@@ -48,7 +48,12 @@ class Keys:
     alive_checked = PREFIX + "alive-checked"
     clientinfo_queue = PREFIX + "clientinfo-queue"
     broadcast_queue = PREFIX + "broadcast-queue"
+    agreements = PREFIX + "agreements"
     broadcasts = PREFIX + "broadcasts"
+
+    @staticmethod
+    def agreement_edge(agreement_id: str, moment: int) -> str:
+        return f"{PREFIX}agreement-edge:{agreement_id}:{moment}"
 
     @staticmethod
     def history(field: str) -> str:
@@ -85,6 +90,14 @@ SCHEMA = (
     KeySpec(Keys.party_states, "hash", "registry.writer", "CC:PID:ROLE -> PartyState; per party"),
     KeySpec(Keys.generation, "string", "registry.writer", "a counter"),
     KeySpec(Keys.history("*"), "list", "registry.writer", "per party, trimmed to HISTORY"),
+    KeySpec(Keys.agreements, "hash", "registry.writer", "id -> Agreement; set by operators"),
+    KeySpec(
+        PREFIX + "agreement-edge:*",
+        "string",
+        "background.clientinfo",
+        "one per validity edge, an hour",
+        expires=True,
+    ),
     KeySpec(Keys.last_seen, "hash", "registry.registry", "id -> unix time; one per platform"),
     KeySpec(Keys.alive_checked, "hash", "background.alive", "id -> unix time; per platform"),
     KeySpec(Keys.alive_lease("*"), "string", "background.alive", "a lease", expires=True),

@@ -9,7 +9,7 @@ write to a watched key makes redis-py run the whole step again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import msgspec
@@ -24,10 +24,13 @@ from hub.registry.errors import (
     PartyListedTwice,
     PartyTaken,
     ReservedParty,
+    UnknownAgreement,
     UnknownPlatform,
 )
 from hub.registry.records import (
     PLATFORM_STATUS,
+    Agreement,
+    PartyCode,
     PartyKey,
     PartyState,
     Platform,
@@ -51,6 +54,7 @@ Mutation = Callable[[Platform | None, Claims], Platform]
 _encoder = msgspec.json.Encoder()
 _platform = msgspec.json.Decoder(Platform)
 _state = msgspec.json.Decoder(PartyState)
+_agreement = msgspec.json.Decoder(Agreement)
 WATCH_DELAY = 0.005  # seconds before a transaction that lost a race runs again
 
 
@@ -185,6 +189,47 @@ class RegistryWriter:
             self._changed(pipe, party_field(key))
 
         await self._transaction(step, Keys.parties, Keys.party_states)
+
+    async def add_agreement(self, agreement: Agreement) -> None:
+        """Store an agreement; every process sees it at once, and both parties' ClientInfo is
+        pushed again (under the agreements policy, each now sees the other)."""
+
+        async def step(pipe: Pipeline) -> None:
+            pipe.multi()
+            pipe.hset(Keys.agreements, agreement.id, _encoder.encode(agreement))
+            self._changed(pipe, agreement.id)
+
+        await self._transaction(step, Keys.agreements)
+        await self.push_client_info(agreement.parties)
+        log.info("agreement added", agreement_id=agreement.id)
+
+    async def remove_agreement(self, agreement_id: str) -> Agreement:
+        """UnknownAgreement if there is none by that id."""
+
+        async def step(pipe: Pipeline) -> Agreement:
+            raw = await pipe.hget(Keys.agreements, agreement_id)
+            if raw is None:
+                raise UnknownAgreement(agreement_id)
+            pipe.multi()
+            pipe.hdel(Keys.agreements, agreement_id)
+            self._changed(pipe, agreement_id)
+            return _agreement.decode(raw)
+
+        removed = await self._transaction(step, Keys.agreements)
+        await self.push_client_info(removed.parties)
+        log.info("agreement removed", agreement_id=agreement_id)
+        return removed
+
+    async def push_client_info(self, codes: Iterable[PartyCode]) -> None:
+        """Queue a ClientInfo push of every role of these parties (the viewers it goes to are
+        decided when it is pushed)."""
+        snapshot = await self.registry.snapshot()
+        fields = [party_field(p.key) for code in codes for p in snapshot.parties_of(*code)]
+        if fields:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for field in fields:
+                    pipe.xadd(Keys.clientinfo_queue, {"party": field})
+                await pipe.execute()
 
     async def _check_claims(self, pipe: Pipeline, platform: Platform, claims: Claims) -> None:
         """One party belongs to one platform; a suspended platform's parties may move; the

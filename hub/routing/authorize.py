@@ -19,6 +19,7 @@ from hub.ocpi.envelope import OcpiError, encode_envelope
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import ConnectionStatus, InterfaceRole, ModuleID, Role
 from hub.ocpi.status import StatusCode
+from hub.registry.policy import Policy
 from hub.registry.records import Party, Platform
 from hub.registry.snapshot import Snapshot
 from hub.routing.forwarder import Forwarder
@@ -84,7 +85,9 @@ class Authorizer:
         index: RoutingIndex,
         deadline: float,
         hub_party: tuple[str, str],
+        policy: Policy,
     ) -> None:
+        self.policy = policy
         self.forwarder = forwarder
         self.index = index
         self.deadline = deadline
@@ -94,7 +97,11 @@ class Authorizer:
         """The first ALLOWED answer wins at once; otherwise, once all answered or the deadline
         passed, the most informative one (BLOCKED, EXPIRED, NO_CREDIT, NOT_ALLOWED); all
         unknown: HTTP 404 as mod_tokens asks. The owner found is remembered."""
-        askable = _emsps(snapshot, request.platform.id)
+        askable = [
+            target
+            for target in _emsps(snapshot, request.platform.id)
+            if self.policy.allows(snapshot, request.sender, target[0].code, ModuleID.TOKENS)
+        ]
         if not askable:
             raise OcpiError(
                 StatusCode.UNKNOWN_RECEIVER,

@@ -21,6 +21,7 @@ from hub.ocpi.envelope import Envelope, OcpiError, now
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.pagination import Paging, parse_paging
 from hub.ocpi.status import StatusCode
+from hub.registry.policy import Policy
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
@@ -78,8 +79,10 @@ class GetAll:
         forwarder: Forwarder,
         urls: HubUrls,
         hub_party: tuple[str, str],
+        policy: Policy,
         partial: bool = False,
     ) -> None:
+        self.policy = policy
         self.redis = redis
         self.registry = registry
         self.forwarder = forwarder
@@ -136,9 +139,11 @@ class GetAll:
             if walk is None or walk.requester_platform != requester_platform:
                 raise OcpiError(StatusCode.CLIENT_ERROR, "unknown or expired walk", 404)
             return walk
+        owners = data_owners(snapshot, request.facts, requester_platform)
         sources = [
             Source(p.country_code, p.party_id, platform.id, endpoint)
-            for p, platform, endpoint in data_owners(snapshot, request.facts, requester_platform)
+            for p, platform, endpoint in owners
+            if self.policy.allows(snapshot, request.sender, p.code, request.facts.id)
         ]
         return Walk(
             id=secrets.token_urlsafe(12),

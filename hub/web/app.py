@@ -18,7 +18,16 @@ from hub.ocpi.status import StatusCode
 from hub.registry.errors import RegistryError
 from hub.registry.store import StoreUnavailable
 from hub.runtime import Runtime
-from hub.web import admin, credentials, functional, health, hubclientinfo, relays, versions
+from hub.web import (
+    admin,
+    agreements,
+    credentials,
+    functional,
+    health,
+    hubclientinfo,
+    relays,
+    versions,
+)
 from hub.web.access import AdminError
 from hub.web.errors import admin_http, answer_of, as_ocpi
 from hub.web.middleware import RequestContext
@@ -94,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
             *credentials.routes,
             *hubclientinfo.routes,
             *admin.routes,
+            *agreements.routes,
             *health.routes,
         ],
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],

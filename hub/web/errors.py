@@ -22,6 +22,7 @@ class Answer(NamedTuple):
 
 ANSWERS: dict[type[errors.RegistryError], Answer] = {
     errors.UnknownPlatform: Answer(StatusCode.CLIENT_ERROR, 404, 404),
+    errors.UnknownAgreement: Answer(StatusCode.CLIENT_ERROR, 404, 404),
     errors.WrongPlatformState: Answer(StatusCode.CLIENT_ERROR, 409, 409),
     errors.PartyTaken: Answer(StatusCode.INVALID_PARAMETERS, 200, 409),
     errors.ReservedParty: Answer(StatusCode.INVALID_PARAMETERS, 200, 409),

@@ -17,8 +17,9 @@ from hub.web.access import authenticate, runtime
 
 async def list_client_info(request: Request) -> Response:
     """The Sender interface: every ClientInfo object, paginated (transport_and_format,
-    "Pagination"), oldest last_updated first so pages stay stable while a client walks."""
-    await authenticate(request)
+    "Pagination"), oldest last_updated first so pages stay stable while a client walks;
+    each party as the caller sees it under the routing policy."""
+    platform = await authenticate(request)
     hub = runtime(request)
     paging = parse_paging(request.url.query)
     snapshot = await hub.registry.snapshot()
@@ -31,7 +32,9 @@ async def list_client_info(request: Request) -> Response:
         ),
         key=lambda p: (p.last_updated, p.key),
     )
-    page = [client_info(p) for p in matching[paging.offset : paging.offset + paging.limit]]
+    window = matching[paging.offset : paging.offset + paging.limit]
+    sees = hub.policy.sees
+    page = [client_info(p, sees(snapshot, platform.id, p.code)) for p in window]
     response_headers = {headers.TOTAL_COUNT: str(len(matching)), headers.LIMIT: str(paging.limit)}
     link = paging.next_link(hub.urls("hubclientinfo"), len(matching))
     if link:
