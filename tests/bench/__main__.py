@@ -30,6 +30,7 @@ SCENARIOS = {
     "workers": "workers",
     "broadcast": "broadcast",
     "getall": "get_all",
+    "agreements": "agreements",
 }
 
 LEGEND = (

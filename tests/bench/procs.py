@@ -139,15 +139,18 @@ def start_hub(
     redis_url: str,
     workers: int = 1,
     command: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Service:
-    """``python -m hub serve`` (or ``command``) on a free port, sharing ``redis_url``."""
+    """``python -m hub serve`` (or ``command``) on a free port, sharing ``redis_url``;
+    ``env`` adds settings (HUB_*)."""
     port = free_port()
     data_dir = log_dir / f"{name}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     args = list(command or [PYTHON, "-m", "hub", "serve"])
     if workers > 1:
         args += ["--workers", str(workers)]
-    service = Service(name, args, port, log_dir, hub_env(port, data_dir, redis_url))
+    environment = {**hub_env(port, data_dir, redis_url), **(env or {})}
+    service = Service(name, args, port, log_dir, environment)
     service.wait_ready("/ocpi/versions", timeout=60)
     return service
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.bench import data
 from tests.bench.load import Call, Run, closed_loop, fixed_count
 from tests.bench.platforms import BIG_PAGE
 from tests.bench.procs import (
+    ADMIN_TOKEN,
     Registered,
     Role,
     Service,
@@ -52,6 +54,7 @@ class Options:
     max_requests: int = 100_000  # per run, whatever the time
     redis_calls_requests: int = 2000
     registry_size: int = 10_000
+    agreements: int = 10_000
 
 
 @dataclass
@@ -132,12 +135,21 @@ class Bench:
         return await register(self.http, hub.url, self.platforms.url, name, roles)
 
     async def hub_with_parties(
-        self, name: str, parties: int, workers: int = 1, command: list[str] | None = None
+        self,
+        name: str,
+        parties: int,
+        workers: int = 1,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        prepare: Callable[[Service], Awaitable[None]] | None = None,
     ) -> HubSetup:
         """A fresh hub whose registry holds ``parties`` parties: the CPO and eMSP the load
-        uses, and fillers on platforms of up to 1,000 parties each (real handshakes)."""
+        uses, and fillers on platforms of up to 1,000 parties each (real handshakes).
+        ``prepare`` runs on the started hub before any platform registers."""
         url = self.new_redis()
-        service = self._keep(start_hub(name, self.workdir, url, workers, command))
+        service = self._keep(start_hub(name, self.workdir, url, workers, command, env))
+        if prepare is not None:
+            await prepare(service)
         began = time.perf_counter()
         cpo = await self.register(service, "cpo", [(*CPO, "CPO")])
         emsp = await self.register(service, "emsp", [(*EMSP, "EMSP")])
@@ -462,6 +474,52 @@ class Bench:
                 goal="< 200 MB",
                 check_value=lambda x: x < 200,
                 note=f"peak (VmHWM) during load {max(peaks[str(size)]):.1f} MB",
+            )
+        )
+
+    async def agreements(self) -> None:
+        """8. Routed GET with routing_policy = agreements and 10,000 agreements (one of them
+        between the CPO and eMSP of the load) vs the same hub setup with the policy open."""
+        count = self.o.agreements
+
+        async def seed(service: Service) -> None:
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            pairs = [(CPO, EMSP)] + [
+                (("ZZ", a), ("ZY", a)) for a in party_ids(count - 1)
+            ]  # fmt: skip
+
+            async def post(pair: tuple[tuple[str, str], tuple[str, str]]) -> None:
+                body = {"parties": [{"country_code": c, "party_id": p} for c, p in pair]}
+                async with self.http.post(
+                    f"{service.url}/admin/agreements", json=body, headers=admin
+                ) as response:
+                    if response.status != 201:
+                        raise RuntimeError(f"agreement refused: {await response.text()}")
+
+            for start in range(0, len(pairs), 200):
+                await asyncio.gather(*(post(pair) for pair in pairs[start : start + 200]))
+
+        policy = {"HUB_ROUTING_POLICY": "agreements"}
+        gated = await self.hub_with_parties("hub-agreements", 10, env=policy, prepare=seed)
+        try:
+            calls = {"open": self.small.get_one(), "agreements": gated.get_one()}
+            runs, _ = await self.interleaved("agreements", calls, 16)
+            rps = {n: [r.rps for r in rs] for n, rs in runs.items()}
+        finally:
+            self.stop(gated.service)
+        s = "8 agreements"
+        self.add(Row.measured(s, "policy open c=16 hub req/s", "req/s", rps["open"]))
+        self.add(
+            Row.measured(
+                s,
+                f"{count:,} agreements c=16 hub req/s",
+                "req/s",
+                rps["agreements"],
+                "policy open",
+                rps["open"],
+                goal=">= 0.95x (within 5%)",
+                check=lambda x: x >= 0.95,
+                note=self._errors(runs),
             )
         )
 
