@@ -41,8 +41,8 @@ BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
-# Soak (tests/bench/soak.py, not part of `make test`): about 10 minutes of mixed traffic, plus
-# about 2 minutes of set-up and idle; unexpected errors, hub RSS, open sockets and Redis keys in
+# Soak (tests/bench/soak.py, not part of `make test`): about 10 minutes of mixed traffic, 11-12
+# minutes in all with set-up and idle; unexpected errors, hub RSS, open sockets and Redis keys in
 # bench-results/soak.json. SOAK_ARGS="--minutes 1" for a short check; --help lists the knobs.
 SOAK_ARGS ?=
 soak: install
