@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: install run test lint format bench profile clean
+.PHONY: install run test lint format bench soak profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ clean:
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Soak (tests/bench/soak.py, not part of `make test`): about 10 minutes of mixed traffic, 11-12
+# minutes in all with set-up and idle; unexpected errors, hub RSS, open sockets and Redis keys in
+# bench-results/soak.json. SOAK_ARGS="--minutes 1" for a short check; --help lists the knobs.
+SOAK_ARGS ?=
+soak: install
+	$(BIN)/python -m tests.bench.soak $(SOAK_ARGS)
 
 # The routed GET hot path under pyinstrument: bench-results/profile.html and a text summary.
 PROFILE_ARGS ?=

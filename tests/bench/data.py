@@ -98,3 +98,19 @@ def location_page(prefix: str, size: int) -> list[dict[str, Any]]:
     """Enough 2 kB Locations to make a page of at least ``size`` bytes."""
     per_location = len(encode(location(f"{prefix}0"))) + 1
     return [location(f"{prefix}{n}") for n in range(-(-size // per_location))]
+
+
+def token(uid: str, country_code: str = "DE", party_id: str = "MSA") -> dict[str, Any]:
+    """A Token as an eMSP pushes it to a CPO (about 300 bytes of JSON)."""
+    return {
+        "country_code": country_code,
+        "party_id": party_id,
+        "uid": uid,
+        "type": "RFID",
+        "contract_id": f"{country_code}-{party_id}-C{uid}",
+        "issuer": "Mobility Co",
+        "valid": True,
+        "whitelist": "ALLOWED",
+        "language": "en",
+        "last_updated": TIMESTAMP,
+    }

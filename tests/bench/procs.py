@@ -101,11 +101,11 @@ class Service:
                 self.process.wait()
 
 
-def start_platforms(log_dir: Path) -> Service:
-    port = free_port()
-    service = Service(
-        "platforms", [PYTHON, "-m", "tests.bench.platforms", str(port)], port, log_dir, {}
-    )
+def start_platforms(log_dir: Path, port: int | None = None, name: str = "platforms") -> Service:
+    """The fake platforms on ``port`` (a free one by default): the soak starts one on the same
+    port again after stopping it, so that the URLs the hub registered stay valid."""
+    port = port or free_port()
+    service = Service(name, [PYTHON, "-m", "tests.bench.platforms", str(port)], port, log_dir, {})
     service.wait_ready("/bench/ping")
     return service
 
@@ -142,15 +142,15 @@ def start_hub(
     env: dict[str, str] | None = None,
 ) -> Service:
     """``python -m hub serve`` (or ``command``) on a free port, sharing ``redis_url``;
-    ``env`` adds settings (HUB_*)."""
+    ``env`` adds or overrides settings (``HUB_ALIVE_INTERVAL``, ...)."""
     port = free_port()
     data_dir = log_dir / f"{name}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     args = list(command or [PYTHON, "-m", "hub", "serve"])
     if workers > 1:
         args += ["--workers", str(workers)]
-    environment = {**hub_env(port, data_dir, redis_url), **(env or {})}
-    service = Service(name, args, port, log_dir, environment)
+    settings = hub_env(port, data_dir, redis_url) | (env or {})
+    service = Service(name, args, port, log_dir, settings)
     service.wait_ready("/ocpi/versions", timeout=60)
     return service
 
