@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from tests.conftest import HubFactory
@@ -403,3 +404,24 @@ async def test_broadcast_does_not_crowd_out_routed_requests(
             assert elapsed < 5.0, "waited for the broadcast's slots"
         finally:
             release.set()
+
+
+async def test_only_finished_reports_beyond_the_newest_are_forgotten(
+    redis: aioredis.Redis,
+) -> None:
+    """Reports beyond the newest KEEP go at once if finished (the soak saw two hashes per
+    broadcast pile up for a week); one still being delivered stays."""
+    from hub.background.broadcast import _TRIM
+    from hub.registry.store import Keys
+
+    trim = redis.register_script(_TRIM)
+    for n, finished in enumerate([True, False, True, True]):
+        await redis.zadd(Keys.broadcasts, {f"b{n}": n})
+        await redis.hset(Keys.broadcast(f"b{n}"), "job", "{}")
+        await redis.hset(Keys.deliveries(f"b{n}"), "NL:CPA:CPO", "{}")
+        if finished:
+            await redis.hset(Keys.broadcast(f"b{n}"), "finished", "2026-01-01T00:00:00Z")
+    await trim(keys=[Keys.broadcasts], args=[2, Keys.broadcast("")])
+    assert await redis.zrange(Keys.broadcasts, 0, -1) == [b"b1", b"b2", b"b3"]
+    assert not await redis.exists(Keys.broadcast("b0"), Keys.deliveries("b0"))
+    assert await redis.exists(Keys.broadcast("b1"), Keys.deliveries("b1")) == 2

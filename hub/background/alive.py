@@ -11,6 +11,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import zlib
 
@@ -85,7 +86,11 @@ class AliveChecker:
         if platform.id in self._checking:
             return
         self._checking.add(platform.id)
-        task = asyncio.create_task(self.check(platform))
+        # A fresh context: the check is not part of the request that may have asked for it,
+        # so its log lines do not carry that request's ids.
+        task = asyncio.get_running_loop().create_task(
+            self.check(platform), context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -99,6 +99,19 @@ def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
     return False
 
 
+# KEYS[1]: the index; ARGV[1]: how many to keep; ARGV[2]: the report key prefix.
+_TRIM = """
+local old = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
+for _, id in ipairs(old) do
+    local key = ARGV[2] .. id
+    if redis.call('HEXISTS', key, 'finished') == 1 or redis.call('EXISTS', key) == 0 then
+        redis.call('DEL', key, key .. ':deliveries')
+        redis.call('ZREM', KEYS[1], id)
+    end
+end
+return #old
+"""
+
 _job = msgspec.json.Decoder(Job)
 _encode = msgspec.json.Encoder().encode
 _names = msgspec.json.Decoder(list[str])
@@ -120,6 +133,7 @@ class Broadcaster:
         self.settings = settings
         self.policy = policy
         self.hub_party = (settings.country_code, settings.party_id)
+        self._trim = redis.register_script(_TRIM)
         self.queue = WorkQueue(
             redis, Keys.broadcast_queue, GROUP, self._handle, settings.broadcast_claim_idle
         )
@@ -132,11 +146,17 @@ class Broadcaster:
             pipe.hset(Keys.broadcast(job.id), "job", msgspec.json.encode(job))
             pipe.expire(Keys.broadcast(job.id), REPORT_TTL)
             pipe.zadd(Keys.broadcasts, {job.id: job.accepted.timestamp()})
-            pipe.zremrangebyrank(Keys.broadcasts, 0, -KEEP - 1)
             if queue:
                 pipe.xadd(Keys.broadcast_queue, {"id": job.id})
             await pipe.execute()
+        await self._forget_oldest()
         log.info("broadcast accepted", broadcast_id=job.id, module=job.module, method=job.method)
+
+    async def _forget_oldest(self) -> None:
+        """Beyond the newest KEEP, finished reports go at once (not after REPORT_TTL): at a
+        few broadcasts a second they would otherwise hold millions of keys. One still being
+        delivered stays until it finishes and a later broadcast trims it."""
+        await self._trim(keys=[Keys.broadcasts], args=[KEEP, Keys.broadcast("")])
 
     # -- delivering --------------------------------------------------------------------------
 
@@ -170,6 +190,8 @@ class Broadcaster:
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(Keys.broadcast(job.id), "finished", now().isoformat())
+            # The body is delivered; the report keeps what it shows, not the payload.
+            pipe.hset(Keys.broadcast(job.id), "job", msgspec.json.encode(_slim(job)))
             pipe.expire(Keys.deliveries(job.id), REPORT_TTL)
             await pipe.execute()
         failed = sum(not d.ok for d in results)
@@ -219,8 +241,11 @@ class Broadcaster:
     # -- the work queue ----------------------------------------------------------------------
 
     async def _handle(self, fields: Fields) -> None:
-        raw = await self.redis.hget(Keys.broadcast(fields[b"id"].decode()), "job")
-        if raw is not None:  # an expired report: nothing left to deliver
+        raw, finished = await self.redis.hmget(
+            Keys.broadcast(fields[b"id"].decode()), ["job", "finished"]
+        )
+        # Gone (expired or trimmed), or finished by a process that died before it acked.
+        if raw is not None and finished is None:
             await self.deliver(_job.decode(raw))
 
     # -- reports -----------------------------------------------------------------------------
@@ -253,3 +278,7 @@ class Broadcaster:
 
     async def recent(self, count: int = 100) -> list[str]:
         return [i.decode() for i in await self.redis.zrevrange(Keys.broadcasts, 0, count - 1)]
+
+
+def _slim(job: Job) -> Job:
+    return msgspec.structs.replace(job, body=b"", query="")
