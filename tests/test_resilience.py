@@ -446,3 +446,41 @@ async def test_kill_9_and_restart_keeps_every_registration(
         if first.process.poll() is None:
             first.process.kill()
             first.process.wait()
+
+
+async def test_a_cancelled_forward_gives_its_slot_back(redis: Any) -> None:
+    """A forward cancelled while it waits for the receiver releases the platform's slot
+    (code review: the probe found one of two permits lost for good per cancelled call)."""
+    from datetime import UTC, datetime
+
+    from hub.config import load_settings
+    from hub.registry.records import Platform
+    from hub.routing.forwarder import Forwarder
+    from hub.routing.relays import Lifetimes, Relays
+
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def hang(received: Any, request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await release.wait()
+        return ocpi(None)
+
+    settings = load_settings(environ={}, forward_timeout=20.0, platform_concurrency=1)
+    moment = datetime.now(UTC)
+    async with FakePlatform("CPO Co", [CPO]) as cpo, aiohttp.ClientSession() as session:
+        cpo.handler = hang
+        cpo.inbound_tokens.add("t")
+        target = Platform(id="p1", name="CPO Co", created=moment, updated=moment, token_b="t")
+        relays = Relays(redis, lambda name, **params: "", Lifetimes())
+        forwarder = Forwarder(session, settings, relays)
+        url = cpo.endpoint_url("locations", "SENDER")
+        out = forwarder.outgoing_headers({}, target, "corr-1", {})
+        first = asyncio.create_task(forwarder.call(target, "GET", url, out, None))
+        async with asyncio.timeout(10):
+            await arrived.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        release.set()
+        slot = forwarder._slots[(target.id, False)]
+        assert not slot.locked(), "the only slot is free again"
