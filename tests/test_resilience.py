@@ -8,6 +8,7 @@ spec section (transport_and_format only says what the answers mean: 4000, 4002, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -242,6 +243,24 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
         server.stop()
 
 
+@contextlib.asynccontextmanager
+async def _on_own_redis(
+    server: EmbeddedRedis, tmp_path: Path, http: aiohttp.ClientSession
+) -> AsyncIterator[tuple[RunningHub, FakePlatform]]:
+    """A hub on ``server`` (FORWARD_TIMEOUT and REDIS_TIMEOUT 1 s) with a CPO and an eMSP
+    registered and a routed GET that works: (hub, eMSP)."""
+    settings = {"forward_timeout": FORWARD_TIMEOUT, "redis_timeout": 1.0}
+    async with (
+        running_hub(server.url, str(tmp_path / "hub"), **settings) as hub,
+        FakePlatform("CPO Co", [CPO]) as cpo,
+        FakePlatform("MSP Co", [EMSP]) as emsp,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+        assert (await _routed_get(http, hub, emsp, ("NL", "CPA")))[:2] == (200, 1000)
+        yield hub, emsp
+
+
 def _restart(server: EmbeddedRedis) -> None:
     server.stop()
     server.start()
@@ -260,15 +279,7 @@ async def test_redis_killed_and_back(
     requests the snapshot can serve keep working, /readyz says 503; Redis back: the hub
     recovers by itself, with every registration intact and no request failing on a pooled
     connection from before (the probe saw 2-4 of 60 answer 500)."""
-    settings = {"forward_timeout": FORWARD_TIMEOUT, "redis_timeout": 1.0}
-    async with (
-        running_hub(own_redis.url, str(tmp_path / "hub"), **settings) as hub,
-        FakePlatform("CPO Co", [CPO]) as cpo,
-        FakePlatform("MSP Co", [EMSP]) as emsp,
-    ):
-        await register(hub, http, cpo)
-        await register(hub, http, emsp)
-        assert (await _routed_get(http, hub, emsp, ("NL", "CPA")))[:2] == (200, 1000)
+    async with _on_own_redis(own_redis, tmp_path, http) as (hub, emsp):
         assert own_redis.process is not None
         own_redis.process.kill()
         own_redis.process.wait()
@@ -316,15 +327,7 @@ async def test_redis_paused_holds_no_request_past_its_bound(
     """Redis stopped (SIGSTOP) for 5 s: no request waits longer than FORWARD_TIMEOUT plus
     one second (the probe saw every request held 5 s); the routed one is not held at all,
     and everything works again after SIGCONT."""
-    settings = {"forward_timeout": FORWARD_TIMEOUT, "redis_timeout": 1.0}
-    async with (
-        running_hub(own_redis.url, str(tmp_path / "hub"), **settings) as hub,
-        FakePlatform("CPO Co", [CPO]) as cpo,
-        FakePlatform("MSP Co", [EMSP]) as emsp,
-    ):
-        await register(hub, http, cpo)
-        await register(hub, http, emsp)
-        assert (await _routed_get(http, hub, emsp, ("NL", "CPA")))[:2] == (200, 1000)
+    async with _on_own_redis(own_redis, tmp_path, http) as (hub, emsp):
         assert own_redis.process is not None
         pid = own_redis.process.pid
         os.kill(pid, signal.SIGSTOP)
