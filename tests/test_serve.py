@@ -164,3 +164,23 @@ def test_with_redis_url_no_embedded_server_starts(tmp_path: Path, redis_url: str
         assert not (tmp_path / "data" / "redis.sock").exists()
     finally:
         hub.stop()
+
+
+def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
+    """README, Security: tokens and Authorization values are never logged (the generated
+    admin token aside, printed once at first start; here the token is given, not generated)."""
+    admin = "admin-" + "y" * 32
+    hub = HubProcess(tmp_path / "data", HUB_ADMIN_TOKEN=admin).start()
+    try:
+        created = hub.call("POST", "/admin/platforms", {"Authorization": f"Bearer {admin}"},
+                           {"name": "A"})  # fmt: skip
+        hub.call("GET", "/ocpi/versions", token_header(created["token_a"]))
+        with pytest.raises(urllib.error.HTTPError):
+            hub.call("GET", "/ocpi/versions", token_header("wrong-" + created["token_a"]))
+    finally:
+        hub.stop()
+    text = hub.log_path.read_text()
+    assert "request" in text  # the calls were logged
+    encoded = token_header(created["token_a"])["Authorization"].split()[1]
+    for secret in (admin, created["token_a"], encoded):
+        assert secret not in text
