@@ -1,0 +1,147 @@
+"""Client input the hub must refuse with a clear 4xx (or pass through), never answer HTTP 500.
+
+Each case was once an HTTP 500 (reliability probe, fuzzing); requests go over raw sockets so
+the exact bytes (non-ASCII header values, huge bodies) reach the hub as an attacker sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hub.routing.open_routing import Lookup
+from tests.conftest import HubFactory
+from tests.fakes import ALL_MODULES, FakePlatform, register
+from tests.rawhttp import Header, RawAnswer, raw_request
+from tests.support import RunningHub
+
+CPO, EMSP = ("NL", "CPA"), ("DE", "MSA")
+NINES = "9" * 5000
+
+
+@dataclass
+class Peers:
+    hub: RunningHub
+    http: aiohttp.ClientSession
+    cpo: FakePlatform
+    emsp: FakePlatform
+    emsp_id: str
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        headers: list[Header] | None = None,
+        body: bytes | str = b"",
+    ) -> RawAnswer:
+        data = body.encode() if isinstance(body, str) else body
+        return await asyncio.to_thread(raw_request, self.hub.url, method, path, headers or [], data)
+
+    def routed(self, to: tuple[str, str] | None, correlation_id: str = "") -> list[Header]:
+        """An eMSP request (from DE/MSA), to ``to`` or open routed."""
+        headers = self.emsp.routed(to)
+        if correlation_id:
+            headers["X-Correlation-ID"] = correlation_id
+        return list(headers.items())
+
+
+@pytest.fixture
+async def peers(hub: RunningHub, http: aiohttp.ClientSession) -> AsyncIterator[Peers]:
+    async with (
+        FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+    ):
+        await register(hub, http, cpo)
+        emsp_id = await register(hub, http, emsp)
+        yield Peers(hub, http, cpo, emsp, emsp_id)
+
+
+def admin(token: bytes | str) -> list[Header]:
+    return [("Authorization", token)]
+
+
+def nested(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def assert_ocpi_refusal(answer: RawAnswer, http_status: int, *words: str) -> dict[str, Any]:
+    assert answer.status == http_status, (answer.status, answer.body[:300])
+    envelope = answer.envelope()
+    assert envelope is not None, answer.body[:300]
+    assert envelope["status_code"] == 2001, envelope
+    for word in words:
+        assert word in envelope["status_message"], envelope
+    return envelope
+
+
+async def _learn_location(peers: Peers, location_id: str) -> None:
+    """The CPO pushes a location to the eMSP: open routing now knows its owner."""
+    async with peers.http.put(
+        f"{peers.hub.endpoint('locations', 'receiver')}/NL/CPA/{location_id}",
+        json={"id": location_id},
+        headers=peers.cpo.routed(EMSP),
+    ) as response:
+        assert (await response.json())["status_code"] == 1000
+    index = peers.hub.runtime.dispatcher.index
+    for _ in range(100):
+        if await index.owners(Lookup("locations", location_id, "")):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("location not learned")
+
+
+async def _command_callback(peers: Peers) -> str:
+    """Send a command with a response_url; the hub callback path the CPO received."""
+    body = {"response_url": peers.emsp.url + "/results", "location_id": "LOC1"}
+    async with peers.http.post(
+        peers.hub.endpoint("commands", "receiver") + "/START_SESSION",
+        json=body,
+        headers=peers.emsp.routed(CPO),
+    ) as response:
+        assert (await response.json())["status_code"] == 1000
+    sent = peers.cpo.calls("/ocpi/2.3.0/commands")[-1].json()
+    return "/" + sent["response_url"].split("/", 3)[3]
+
+
+# -- the admin token -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer été".encode(),  # UTF-8 bytes
+        b"Bearer \xe9",  # Latin-1
+        b"Bearer \xff\xfe",
+        b"bearer \xc3\xa9",
+    ],
+)
+async def test_non_ascii_admin_bearer_is_401_admin_json(peers: Peers, value: bytes) -> None:
+    """hmac.compare_digest refuses non-ASCII str: the values are compared as bytes."""
+    for method, path, body in [
+        ("GET", "/admin/platforms", b""),
+        ("POST", "/admin/platforms", b'{"name": "X"}'),
+        ("PATCH", f"/admin/platforms/{peers.emsp_id}", b'{"raw_token": true}'),
+        ("GET", "/admin/parties", b""),
+        ("GET", "/admin/broadcasts", b""),
+    ]:
+        answer = await peers.send(method, path, admin(value), body)
+        assert answer.status == 401, (method, path, answer.status, answer.body)
+        assert "Bearer" in answer.json()["error"]
+
+
+async def test_non_ascii_admin_token_matches_its_utf8_bytes(hub_factory: HubFactory) -> None:
+    """An admin token configured with non-ASCII characters is the UTF-8 of those characters."""
+    async with hub_factory(admin_token="tökén-admin") as hub:
+        utf8 = await asyncio.to_thread(
+            raw_request, hub.url, "GET", "/admin/platforms", admin("Bearer tökén-admin".encode())
+        )
+        latin1 = await asyncio.to_thread(
+            raw_request, hub.url, "GET", "/admin/platforms", admin(b"Bearer t\xf6k\xe9n-admin")
+        )
+    assert (utf8.status, utf8.json()) == (200, [])
+    assert latin1.status == 401
