@@ -7,6 +7,7 @@ the exact bytes (non-ASCII header values, huge bodies) reach the hub as an attac
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from hub.routing.open_routing import Lookup
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, register
 from tests.rawhttp import Header, RawAnswer, raw_request
-from tests.support import RunningHub
+from tests.support import RunningHub, token_header
 
 CPO, EMSP = ("NL", "CPA"), ("DE", "MSA")
 NINES = "9" * 5000
@@ -145,3 +146,59 @@ async def test_non_ascii_admin_token_matches_its_utf8_bytes(hub_factory: HubFact
         )
     assert (utf8.status, utf8.json()) == (200, [])
     assert latin1.status == 401
+
+
+# -- bodies nested deeper than the decoder goes ----------------------------------------------
+
+
+async def test_deeply_nested_bodies_are_refused_on_every_ocpi_endpoint(peers: Peers) -> None:
+    """msgspec stops at the interpreter's recursion limit (about 975 levels here): HTTP 400,
+    2001, and nothing is forwarded."""
+    marker = "nest-" + uuid.uuid4().hex
+    hub_party = (peers.hub.settings.country_code, peers.hub.settings.party_id)
+    routed = [
+        # direct, broadcast, open routed, and a command whose response_url the hub rewrites
+        ("PUT", "/ocpi/2.3.0/tokens/receiver/DE/MSA/TOK1", peers.routed(CPO, marker)),
+        ("PUT", "/ocpi/2.3.0/tokens/receiver/DE/MSA/TOK1", peers.routed(hub_party, marker)),
+        ("POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(None, marker)),
+        ("POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(CPO, marker)),
+    ]
+    for body in (nested(2000), "[" * 10000 + "]" * 10000):
+        for method, path, headers in routed:
+            answer = await peers.send(method, path, headers, body)
+            assert_ocpi_refusal(answer, 400, "nested too deeply")
+    # credentials update of a registered platform, registration with token A
+    created = await peers.hub.create_platform(peers.http, "Newcomer")
+    for method, auth in [
+        ("PUT", peers.emsp.hub_headers()),
+        ("POST", token_header(created["token_a"])),
+    ]:
+        answer = await peers.send(
+            method, "/ocpi/2.3.0/credentials", list(auth.items()), nested(2000)
+        )
+        assert_ocpi_refusal(answer, 400, "nested too deeply")
+    await asyncio.sleep(0.2)  # a broadcast would be delivered in the background
+    for platform in (peers.cpo, peers.emsp):
+        assert not [r for r in platform.calls() if r.headers.get("x-correlation-id") == marker]
+
+
+async def test_deeply_nested_bodies_are_400_on_the_admin_api(peers: Peers) -> None:
+    bearer = admin(f"Bearer {peers.hub.admin_token}")
+    for method, path in [
+        ("POST", "/admin/platforms"),
+        ("PATCH", f"/admin/platforms/{peers.emsp_id}"),
+        ("POST", f"/admin/platforms/{peers.emsp_id}/connect"),
+        ("POST", "/admin/parties"),
+    ]:
+        answer = await peers.send(method, path, bearer, nested(2000))
+        assert answer.status == 400, (method, path, answer.status, answer.body[:300])
+        assert "nested too deeply" in answer.json()["error"]
+
+
+async def test_deeply_nested_callback_result_is_refused(peers: Peers) -> None:
+    """The CPO's asynchronous result posted to a hub callback is checked like a request."""
+    callback_url = await _command_callback(peers)
+    cpo_headers = list(peers.cpo.hub_headers().items())
+    answer = await peers.send("POST", callback_url, cpo_headers, nested(2000))
+    assert_ocpi_refusal(answer, 400, "nested too deeply")
+    assert not peers.emsp.calls("/results")
