@@ -7,6 +7,7 @@ the exact bytes (non-ASCII header values, huge bodies) reach the hub as an attac
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -202,3 +203,46 @@ async def test_deeply_nested_callback_result_is_refused(peers: Peers) -> None:
     answer = await peers.send("POST", callback_url, cpo_headers, nested(2000))
     assert_ocpi_refusal(answer, 400, "nested too deeply")
     assert not peers.emsp.calls("/results")
+
+
+# -- numbers past Python's integer string limit ----------------------------------------------
+
+
+async def test_huge_integer_in_an_open_routed_command_passes_through(peers: Peers) -> None:
+    """Open routing reads location_id / session_id / cdr_token only; other fields are not
+    decoded, so a 5,000-digit number reaches the CPO byte for byte."""
+    await _learn_location(peers, "LOC1")
+    body = '{"location_id":"LOC1","x":' + NINES + "}"
+    answer = await peers.send(
+        "POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(None), body
+    )
+    assert answer.status == 200 and answer.json()["status_code"] == 1000, answer.body[:300]
+    (got,) = peers.cpo.calls("/ocpi/2.3.0/commands")
+    assert got.body == body.encode()
+
+
+async def test_huge_integer_survives_the_response_url_rewrite(peers: Peers) -> None:
+    """The body is re-encoded with the hub's callback URL; every other field stays as sent,
+    numbers included."""
+    body = (
+        '{"response_url":"' + peers.emsp.url + '/results","location_id":"LOC1",'
+        '"x":' + NINES + ',"y":1.50,"z":1e999}'
+    )
+    answer = await peers.send(
+        "POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(CPO), body
+    )
+    assert answer.status == 200 and answer.json()["status_code"] == 1000, answer.body[:300]
+    (got,) = peers.cpo.calls("/ocpi/2.3.0/commands")
+    assert b'"x":' + NINES.encode() + b',"y":1.50,"z":1e999}' in got.body
+    assert json.loads(got.body.replace(NINES.encode(), b"9"))["response_url"].startswith(
+        peers.hub.url + "/ocpi/hub/callbacks/"
+    )
+
+
+async def test_huge_integer_where_open_routing_needs_a_string_is_2001(peers: Peers) -> None:
+    body = '{"location_id":' + NINES + "}"
+    answer = await peers.send(
+        "POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(None), body
+    )
+    assert_ocpi_refusal(answer, 200, "location_id")
+    assert peers.cpo.calls() == []
