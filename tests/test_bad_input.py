@@ -246,3 +246,23 @@ async def test_huge_integer_where_open_routing_needs_a_string_is_2001(peers: Pee
     )
     assert_ocpi_refusal(answer, 200, "location_id")
     assert peers.cpo.calls() == []
+
+
+async def test_huge_paging_parameters_answer_without_int_conversion(peers: Peers) -> None:
+    """Python's int() refuses more than 4,300 digits: a longer offset is 2001 naming it (no
+    list is that long), a longer limit is capped like any limit above the maximum."""
+    hub_party = (peers.hub.settings.country_code, peers.hub.settings.party_id)
+    for path, headers in [
+        ("/ocpi/2.3.0/hubclientinfo", list(peers.emsp.hub_headers().items())),
+        ("/ocpi/2.3.0/locations/sender", peers.routed(hub_party)),  # GET All
+    ]:
+        answer = await peers.send("GET", f"{path}?offset={NINES}", headers)
+        assert_ocpi_refusal(answer, 200, "offset")
+        assert peers.cpo.calls() == []
+        capped = await peers.send("GET", f"{path}?limit={NINES}", headers)
+        assert capped.json()["status_code"] == 1000, capped.body[:300]
+        assert capped.header("X-Limit") == "1000"
+        # leading zeros are no digits of the number
+        zeros = await peers.send("GET", f"{path}?offset={'0' * 5000}1", headers)
+        assert zeros.json()["status_code"] == 1000, zeros.body[:300]
+        peers.cpo.received.clear()

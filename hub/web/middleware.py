@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.logs import bind_contextvars, clear_contextvars, get_logger
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
+from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
 
 log = get_logger(__name__)
@@ -43,7 +44,8 @@ class RequestContext:
             elif name == b"x-correlation-id":
                 correlation_id = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
-                content_length = int(value)
+                length = whole_number(value)  # None: more digits than any body we take
+                content_length = self.max_body_bytes + 1 if length is None else length
         request_id = request_id or headers.new_message_id()
         correlation_id = correlation_id or headers.new_message_id()
         state = scope.setdefault("state", {})
