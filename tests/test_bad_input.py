@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from hub.routing.open_routing import Lookup
 from tests.conftest import HubFactory
-from tests.fakes import ALL_MODULES, FakePlatform, register
+from tests.fakes import ALL_MODULES, FakePlatform, Handler, Received, register
 from tests.rawhttp import Header, RawAnswer, raw_request
 from tests.support import RunningHub, token_header
 
@@ -266,3 +267,47 @@ async def test_huge_paging_parameters_answer_without_int_conversion(peers: Peers
         zeros = await peers.send("GET", f"{path}?offset={'0' * 5000}1", headers)
         assert zeros.json()["status_code"] == 1000, zeros.body[:300]
         peers.cpo.received.clear()
+
+
+# -- platforms' answers ----------------------------------------------------------------------
+
+
+def _page_answer(body: str, total: str) -> Handler:
+    async def answer(received: Received, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=body, content_type="application/json", headers={"X-Total-Count": total}
+        )
+
+    return answer
+
+
+async def test_get_all_survives_a_page_nested_too_deeply(peers: Peers) -> None:
+    """The hub reads a page's status_code and list; a party whose answer cannot be read is
+    skipped, the page still answers."""
+    page = '{"status_code":1000,"data":[' + nested(2000) + "]}"
+    peers.cpo.handler = _page_answer(page, "1")
+    hub_party = (peers.hub.settings.country_code, peers.hub.settings.party_id)
+    answer = await peers.send("GET", "/ocpi/2.3.0/locations/sender", peers.routed(hub_party))
+    envelope = answer.envelope()
+    assert answer.status == 200 and envelope is not None, answer.body[:300]
+    assert envelope["status_code"] == 1000 and envelope["data"] == []
+    assert "NL/CPA: answer is not an OCPI list" in envelope["status_message"]
+
+
+async def test_get_all_reads_a_huge_total_count_as_unknown(peers: Peers) -> None:
+    peers.cpo.handler = _page_answer('{"status_code":1000,"data":[{"id":"L1"}]}', NINES)
+    hub_party = (peers.hub.settings.country_code, peers.hub.settings.party_id)
+    answer = await peers.send("GET", "/ocpi/2.3.0/locations/sender", peers.routed(hub_party))
+    assert answer.status == 200, answer.body[:300]
+    assert answer.json()["data"] == [{"id": "L1"}]
+
+
+async def test_registration_with_versions_nested_too_deeply_is_3001(peers: Peers) -> None:
+    async def versions(received: Received, request: web.Request) -> web.StreamResponse:
+        return web.Response(text='{"status_code":1000,"data":' + nested(2000) + "}")
+
+    async with FakePlatform("Deep", [("BE", "DEP", "CPO")], versions_handler=versions) as deep:
+        created = await peers.hub.create_platform(peers.http, deep.name)
+        answer = await deep.register(peers.http, peers.hub.versions_url, created["token_a"])
+    assert (answer["http_status"], answer["status_code"]) == (200, 3001), answer
+    assert "without an OCPI envelope" in answer["status_message"]

@@ -16,7 +16,8 @@ import msgspec
 from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
 from hub.logs import get_logger
-from hub.ocpi.envelope import OcpiError, status_code_of
+from hub.ocpi.body import BadJson, status_code_of
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
@@ -113,7 +114,7 @@ class ClientInfoPusher:
                 error = f"status_code {status_code}"
             except OcpiError as exc:
                 error = exc.message
-            except msgspec.DecodeError:
+            except BadJson:
                 error = "answer is not an OCPI response"
         log.warning(
             "ClientInfo push failed",

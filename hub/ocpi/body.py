@@ -59,3 +59,15 @@ def decode_request(body: bytes, type_: type[T], what: str) -> T:
 def check_json(body: bytes) -> None:
     """Raise HTTP 400 / 2001 unless ``body`` is one well-formed JSON value."""
     decode_request(body, msgspec.Raw, "JSON")
+
+
+class _StatusOnly(msgspec.Struct):
+    status_code: int
+
+
+_status_only = msgspec.json.Decoder(_StatusOnly)
+
+
+def status_code_of(body: bytes) -> int:
+    """The status_code of a platform's OCPI answer; BadJson if it is not one."""
+    return decode_json(body, _status_only).status_code
