@@ -124,7 +124,8 @@ def raw_request(
     timeout: float = 15.0,
 ) -> RawAnswer:
     """Send one request to ``base_url`` (http://host:port) exactly as given and read the
-    answer. Content-Length is added for a body (and for POST/PUT/PATCH); Host unless given."""
+    answer. Content-Length is added for a body (and for POST/PUT/PATCH) unless the headers
+    frame it; Host unless given."""
     parsed = urlsplit(base_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     method_b, target_b = _bytes(method), _bytes(target)
@@ -133,7 +134,8 @@ def raw_request(
     if b"host" not in names:
         lines.append(f"Host: {host}:{port}".encode())
     lines += [_bytes(k) + b": " + _bytes(v) for k, v in headers]
-    if b"content-length" not in names and (body or method_b in (b"POST", b"PUT", b"PATCH")):
+    framed = names & {b"content-length", b"transfer-encoding"}
+    if not framed and (body or method_b in (b"POST", b"PUT", b"PATCH")):
         lines.append(b"Content-Length: " + str(len(body)).encode())
     request = b"\r\n".join(lines) + b"\r\n\r\n" + body
     with socket.create_connection((host, port), timeout=timeout) as sock:

@@ -150,6 +150,27 @@ async def test_non_ascii_admin_token_matches_its_utf8_bytes(hub_factory: HubFact
     assert latin1.status == 401
 
 
+async def test_body_over_the_limit_is_413_admin_json_on_the_admin_api(
+    hub_factory: HubFactory,
+) -> None:
+    """The size cap answers before any route: under /admin in the admin API's own form."""
+    async with hub_factory(max_body_bytes=1000) as hub:
+        bearer = admin(f"Bearer {hub.admin_token}")
+        body = b'{"name":"' + b"x" * 2000 + b'"}'
+        chunked = [*bearer, ("Transfer-Encoding", "chunked")]
+        framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        for headers, data in [(bearer, body), (chunked, framed)]:
+            answer = await asyncio.to_thread(
+                raw_request, hub.url, "POST", "/admin/platforms", headers, data
+            )
+            assert answer.status == 413, answer.body
+            assert answer.json() == {"error": "request body larger than 1000 bytes"}
+        ocpi = await asyncio.to_thread(
+            raw_request, hub.url, "POST", "/ocpi/2.3.0/credentials", [], body
+        )
+    assert ocpi.status == 413 and ocpi.json()["status_code"] == 2000
+
+
 # -- bodies nested deeper than the decoder goes ----------------------------------------------
 
 

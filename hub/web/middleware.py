@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.logs import bind_contextvars, clear_contextvars, get_logger
@@ -18,6 +19,7 @@ from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
 
 log = get_logger(__name__)
+_admin_error = msgspec.json.Encoder()
 
 
 class BodyTooLarge(Exception):
@@ -70,8 +72,9 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), *id_headers]
             await send(message)
 
+        admin = scope["path"].startswith("/admin")  # plain JSON errors there, no envelope
         if content_length > self.max_body_bytes:
-            await self._too_large(send_with_ids)
+            await self._too_large(send_with_ids, admin)
             return
 
         received = 0
@@ -89,12 +92,12 @@ class RequestContext:
             await self.app(scope, receive_capped, send_with_ids)
         except BodyTooLarge:
             if not started:
-                await self._too_large(send_with_ids)
+                await self._too_large(send_with_ids, admin)
         except Exception:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if not started:
-                await _send_envelope(
-                    send_with_ids, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
+                await _send_error(
+                    send_with_ids, admin, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
                 )
         log.info(
             "request",
@@ -104,17 +107,21 @@ class RequestContext:
             duration_ms=round((time.perf_counter() - began) * 1000, 2),
         )
 
-    async def _too_large(self, send: Send) -> None:
-        await _send_envelope(
+    async def _too_large(self, send: Send, admin: bool) -> None:
+        await _send_error(
             send,
+            admin,
             413,
             StatusCode.CLIENT_ERROR,
             f"request body larger than {self.max_body_bytes} bytes",
         )
 
 
-async def _send_envelope(send: Send, http_status: int, code: int, message: str) -> None:
-    body = encode_envelope(None, code, message)
+async def _send_error(send: Send, admin: bool, http_status: int, code: int, message: str) -> None:
+    """An OCPI envelope, or the admin API's ``{"error": ...}`` under /admin."""
+    body = (
+        _admin_error.encode({"error": message}) if admin else encode_envelope(None, code, message)
+    )
     response_headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
