@@ -7,6 +7,7 @@ the exact bytes (non-ASCII header values, huge bodies) reach the hub as an attac
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -169,6 +170,30 @@ async def test_body_over_the_limit_is_413_admin_json_on_the_admin_api(
             raw_request, hub.url, "POST", "/ocpi/2.3.0/credentials", [], body
         )
     assert ocpi.status == 413 and ocpi.json()["status_code"] == 2000
+
+
+async def test_compressed_request_bodies_are_415_and_never_forwarded(peers: Peers) -> None:
+    """Found by fuzzing: a JSON body labelled Content-Encoding: gzip passed the JSON check
+    and reached the CPO with that label; the CPO could not decode it, and the broken
+    connection then stalled the next request to the CPO (4002)."""
+    marker = "gz-" + uuid.uuid4().hex
+    plain = b'{"uid": "TOK1"}'
+    for coding, body in [("gzip", plain), ("gzip", gzip.compress(plain)), ("br", plain)]:
+        headers = [*peers.routed(CPO, marker), ("Content-Encoding", coding)]
+        answer = await peers.send("PUT", "/ocpi/2.3.0/tokens/receiver/DE/MSA/TOK1", headers, body)
+        assert answer.status == 415, answer.body
+        assert answer.envelope() is not None and answer.header("Accept-Encoding") == "identity"
+    bearer = [*admin(f"Bearer {peers.hub.admin_token}"), ("Content-Encoding", "gzip")]
+    answer = await peers.send("POST", "/admin/platforms", bearer, b'{"name": "Z"}')
+    assert answer.status == 415 and "uncompressed" in answer.json()["error"]
+    assert not [r for r in peers.cpo.calls() if r.headers.get("x-correlation-id") == marker]
+    # no body, nothing to decode: a GET with the header passes; so does identity
+    get = [*peers.routed(CPO), ("Content-Encoding", "gzip")]
+    answer = await peers.send("GET", "/ocpi/2.3.0/locations/sender/LOC1", get)
+    assert answer.json()["status_code"] == 1000
+    identity = [*peers.routed(CPO), ("Content-Encoding", "identity")]
+    answer = await peers.send("PUT", "/ocpi/2.3.0/tokens/receiver/DE/MSA/TOK1", identity, plain)
+    assert answer.json()["status_code"] == 1000
 
 
 # -- bodies nested deeper than the decoder goes ----------------------------------------------

@@ -40,6 +40,8 @@ class RequestContext:
             return
         request_id = correlation_id = ""
         content_length = -1
+        coding = b""
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
@@ -48,6 +50,10 @@ class RequestContext:
             elif name == b"content-length" and value.isdigit():
                 length = whole_number(value)  # None: more digits than any body we take
                 content_length = self.max_body_bytes + 1 if length is None else length
+            elif name == b"content-encoding":
+                coding = value.strip().lower()
+            elif name == b"transfer-encoding":
+                chunked = True
         request_id = request_id or headers.new_message_id()
         correlation_id = correlation_id or headers.new_message_id()
         state = scope.setdefault("state", {})
@@ -75,6 +81,20 @@ class RequestContext:
         admin = scope["path"].startswith("/admin")  # plain JSON errors there, no envelope
         if content_length > self.max_body_bytes:
             await self._too_large(send_with_ids, admin)
+            return
+        if coding not in (b"", b"identity") and (content_length > 0 or chunked):
+            # The hub reads request bodies as sent (JSON checks, response_url) and forwards
+            # them byte for byte: a compressed one could pass neither, and a body merely
+            # labelled so would reach the receiver with a coding it does not have.
+            await _send_error(
+                send_with_ids,
+                admin,
+                415,
+                StatusCode.CLIENT_ERROR,
+                f"request bodies are taken uncompressed, not Content-Encoding "
+                f"{coding.decode('latin-1')}",
+                [(b"accept-encoding", b"identity")],
+            )
             return
 
         received = 0
@@ -117,7 +137,14 @@ class RequestContext:
         )
 
 
-async def _send_error(send: Send, admin: bool, http_status: int, code: int, message: str) -> None:
+async def _send_error(
+    send: Send,
+    admin: bool,
+    http_status: int,
+    code: int,
+    message: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """An OCPI envelope, or the admin API's ``{"error": ...}`` under /admin."""
     body = (
         _admin_error.encode({"error": message}) if admin else encode_envelope(None, code, message)
@@ -125,6 +152,7 @@ async def _send_error(send: Send, admin: bool, http_status: int, code: int, mess
     response_headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *(extra or []),
     ]
     await send({"type": "http.response.start", "status": http_status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
