@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -250,6 +251,40 @@ async def test_deeply_nested_callback_result_is_refused(peers: Peers) -> None:
     answer = await peers.send("POST", callback_url, cpo_headers, nested(2000))
     assert_ocpi_refusal(answer, 400, "nested too deeply")
     assert not peers.emsp.calls("/results")
+
+
+BAD_URLS = ["http://a:99999/", "http://a:-1/x", "http://[::1", "http://[zz]/", "http://xn--/"]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+async def test_unreadable_response_url_is_2001(peers: Peers, url: str) -> None:
+    """Found by fuzzing: yarl raises ValueError on a port out of range (or a broken IPv6
+    literal, a host IDNA refuses), which answered HTTP 500."""
+    marker = "url-" + uuid.uuid4().hex
+    body = json.dumps({"response_url": url, "location_id": "LOC1"})
+    answer = await peers.send(
+        "POST", "/ocpi/2.3.0/commands/receiver/START_SESSION", peers.routed(CPO, marker), body
+    )
+    assert_ocpi_refusal(answer, 200, "response_url")
+    query = urlencode({"duration": 900, "response_url": url})
+    answer = await peers.send(
+        "GET", f"/ocpi/2.3.0/chargingprofiles/receiver/S1?{query}", peers.routed(CPO, marker)
+    )
+    assert_ocpi_refusal(answer, 200, "response_url")
+    assert not [r for r in peers.cpo.calls() if r.headers.get("x-correlation-id") == marker]
+
+
+async def test_unreadable_link_and_location_of_a_receiver_are_dropped(peers: Peers) -> None:
+    async def odd(received: Received, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"},
+            headers={"Link": '<http://a:99999/next>; rel="next"', "Location": "http://[::1"},
+        )
+
+    peers.cpo.handler = odd
+    answer = await peers.send("GET", "/ocpi/2.3.0/locations/sender", peers.routed(CPO))
+    assert answer.status == 200 and answer.json()["status_code"] == 1000, answer.body
+    assert answer.header("Link") is None and answer.header("Location") is None
 
 
 # -- numbers past Python's integer string limit ----------------------------------------------
