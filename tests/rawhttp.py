@@ -39,7 +39,7 @@ class RawAnswer:
         """The answer as an OCPI envelope, None if it is not one."""
         try:
             document = json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if isinstance(document, dict) and isinstance(document.get("status_code"), int):
             return document
