@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-import msgspec
-
 from hub.background.broadcast import Broadcaster, Delivery, Job, may_broadcast
 from hub.config import Settings
 from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
@@ -36,7 +34,13 @@ from hub.routing.decide import (
 )
 from hub.routing.forwarder import Forwarder, Relayed
 from hub.routing.get_all import GetAll
-from hub.routing.open_routing import Lookup, RoutingIndex, learned_from, open_route_key
+from hub.routing.open_routing import (
+    Lookup,
+    RoutingIndex,
+    body_facts,
+    learned_from,
+    open_route_key,
+)
 from hub.routing.relays import Callback, Hop, Relays, proxy_response_url
 from hub.routing.request import HubAnswer, RoutedRequest
 from hub.routing.urls import origins
@@ -152,7 +156,7 @@ class Dispatcher:
         """Open Routing Request: the hub finds the receiver from what it has seen, asks every
         eMSP about a token it has never seen, or broadcasts a push it may broadcast."""
         facts, interface, method = request.facts, request.interface, request.method
-        document = _json(request.body) if facts.id in _BODY_ROUTED else None
+        document = body_facts(request.body) if facts.id in _BODY_ROUTED else None
         key = open_route_key(facts, interface, method, request.suffix, document)
         what = f"{method} {facts.id} {interface}{request.suffix}"
         if isinstance(key, Lookup):
@@ -269,7 +273,3 @@ def delivery_summary(broadcast_id: str, deliveries: list[Delivery]) -> str:
 
 def _hub_answer(message: str, headers: dict[str, str]) -> HubAnswer:
     return HubAnswer(encode_envelope(None, status_message=message), headers)
-
-
-def _json(body: bytes) -> object:
-    return msgspec.json.decode(body) if body else None

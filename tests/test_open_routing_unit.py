@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.models import InterfaceRole
+from hub.ocpi.status import StatusCode
 from hub.routing.modules import module_facts
-from hub.routing.open_routing import Lookup, learned_from, open_route_key
+from hub.routing.open_routing import Lookup, body_facts, learned_from, open_route_key
 
 S, R = InterfaceRole.SENDER, InterfaceRole.RECEIVER
 
@@ -137,3 +139,32 @@ def test_learned_from(
     expected: tuple[str, str, tuple[str, str]] | None,
 ) -> None:
     assert learned_from(module_facts(module), interface, method, suffix) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"", None),
+        (b"[1]", None),
+        (b'"LOC1"', None),
+        (b' \n{"location_id": "LOC1"}', {"location_id": "LOC1"}),
+        # other fields are skipped unread: no range or type to fail on
+        (b'{"session_id": "S1", "x": ' + b"9" * 5000 + b', "y": 1e999}', {"session_id": "S1"}),
+        (b'{"cdr_token": {"party_id": "MSA"}}', {"cdr_token": {"party_id": "MSA"}}),
+    ],
+)
+def test_body_facts_decode_only_what_open_routing_reads(
+    body: bytes, expected: dict[str, Any] | None
+) -> None:
+    found = body_facts(body)
+    if expected is None:
+        assert found is None
+    else:
+        assert found == {"location_id": None, "session_id": None, "cdr_token": None, **expected}
+
+
+def test_body_facts_refuse_a_field_they_read_beyond_range() -> None:
+    with pytest.raises(OcpiError) as error:
+        body_facts(b'{"location_id": ' + b"9" * 5000 + b"}")
+    assert error.value.status_code == StatusCode.INVALID_PARAMETERS
+    assert "location_id" in error.value.message

@@ -31,6 +31,10 @@ def paging(offset: int, limit: int, *filters: tuple[str, str]) -> Paging:
         ("offset=", 0, 100),
         ("offset=0007&limit=005", 7, 5),
         ("limit=5&limit=7", 0, 7),  # a repeated parameter: the last one counts
+        # past int()'s 4,300-digit limit: capped, never converted
+        ("limit=" + "9" * 5000, 0, 1000),
+        ("offset=" + "0" * 5000 + "7", 7, 100),  # leading zeros are not digits of it
+        ("offset=" + "9" * 18, 10**18 - 1, 100),
     ],
 )
 def test_offset_and_limit(query: str, offset: int, limit: int) -> None:
@@ -55,6 +59,8 @@ def test_default_and_maximum_limit_are_the_callers() -> None:
         ("limit=%D9%A3", "limit"),  # ARABIC-INDIC DIGIT THREE
         ("offset=-10", "offset"),
         ("offset=x", "offset"),
+        ("offset=" + "9" * 19, "offset"),  # no list is that long
+        ("offset=" + "9" * 5000, "offset"),
         ("date_from=yesterday", "date_from"),
         ("date_to=2024-02-30T00:00:00Z", "date_to"),
     ],

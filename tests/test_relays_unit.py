@@ -85,9 +85,13 @@ def test_callback_ttl_reads_a_date_without_zone_as_utc() -> None:
         ("http://[::1]:9000/cb", ("http", "::1", 9000)),
         ("custom://platform.example/cb", ("custom", "platform.example", None)),
         ("/ocpi/callback", ("", "", None)),
+        # unreadable: matches no platform
+        ("http://platform.example:99999/", None),
+        ("http://[::1", None),
+        ("http://xn--/", None),
     ],
 )
-def test_origin(url: str, expected: tuple[str, str, int | None]) -> None:
+def test_origin(url: str, expected: tuple[str, str, int | None] | None) -> None:
     assert origin(url) == expected
 
 
@@ -96,6 +100,7 @@ def test_origin(url: str, expected: tuple[str, str, int | None]) -> None:
     [
         ([], frozenset()),
         (["", "http://a.example/x"], {("http", "a.example", 80)}),
+        (["http://a.example:99999/", "http://a.example/x"], {("http", "a.example", 80)}),
         (["http://a.example/x", "HTTP://A.example:80/y"], {("http", "a.example", 80)}),
         (
             ["https://a.example/", "https://a.example:8443/"],

@@ -21,7 +21,8 @@ import redis.asyncio as aioredis
 from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
 from hub.logs import get_logger
-from hub.ocpi.envelope import OcpiError, now, status_code_of
+from hub.ocpi.body import BadJson, status_code_of
+from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import Role
 from hub.ocpi.status import StatusCode
@@ -221,7 +222,7 @@ class Broadcaster:
                 platform, job.method, url, out, job.body, background=True
             )
             status_code = status_code_of(answer)
-        except msgspec.DecodeError:
+        except BadJson:
             status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
         except OcpiError as exc:
             status_code, error = exc.status_code, exc.message

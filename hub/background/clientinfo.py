@@ -17,7 +17,8 @@ import msgspec
 from hub.background.workqueue import Fields, WorkQueue
 from hub.config import Settings
 from hub.logs import get_logger
-from hub.ocpi.envelope import OcpiError, status_code_of
+from hub.ocpi.body import BadJson, status_code_of
+from hub.ocpi.envelope import OcpiError
 from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, ConnectionStatus, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
@@ -152,7 +153,7 @@ class ClientInfoPusher:
                 error = f"status_code {status_code}"
             except OcpiError as exc:
                 error = exc.message
-            except msgspec.DecodeError:
+            except BadJson:
                 error = "answer is not an OCPI response"
         log.warning(
             "ClientInfo push failed",

@@ -42,18 +42,6 @@ class OcpiError(Exception):
 _encoder = msgspec.json.Encoder()
 
 
-class _StatusOnly(msgspec.Struct):
-    status_code: int
-
-
-_status_only = msgspec.json.Decoder(_StatusOnly)
-
-
-def status_code_of(body: bytes) -> int:
-    """The status_code of an OCPI response body; msgspec.DecodeError if it is not one."""
-    return _status_only.decode(body).status_code
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -42,18 +42,43 @@ def parse_datetime(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _count(value: str | None, name: str, default: int) -> int:
+MAX_DIGITS = 18  # below 2**63: every store and peer can take it
+
+
+def whole_number(text: str | bytes, max_digits: int = MAX_DIGITS) -> int | None:
+    """A whole number >= 0 written in ASCII digits, None otherwise or when it has more than
+    ``max_digits`` digits (leading zeros aside): Python's int() refuses more than 4,300 with
+    ValueError, and nothing the hub counts comes near 18."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")
+    return int(digits or 0) if len(digits) <= max_digits else None
+
+
+def _count(value: str | None, name: str, default: int, beyond: int | None = None) -> int:
+    """``beyond``: what a number of more than MAX_DIGITS digits counts as (None: refused)."""
     if value is None or value == "":
         return default
     if not (value.isascii() and value.isdigit()):
         raise OcpiError(StatusCode.INVALID_PARAMETERS, f"{name} must be a whole number >= 0")
-    return int(value)
+    number = whole_number(value)
+    if number is not None:
+        return number
+    if beyond is not None:
+        return beyond
+    raise OcpiError(
+        StatusCode.INVALID_PARAMETERS,
+        f"{name} has more than {MAX_DIGITS} digits: no list is that long",
+    )
 
 
 def parse_paging(query: str, default_limit: int = 100, max_limit: int = 1000) -> Paging:
     pairs = parse_qsl(query, keep_blank_values=True)
     params = dict(pairs)
-    limit = _count(params.get("limit"), "limit", default_limit) or default_limit
+    # the server caps the limit ("Pagination"), however many digits it has
+    limit = _count(params.get("limit"), "limit", default_limit, max_limit) or default_limit
     return Paging(
         offset=_count(params.get("offset"), "offset", 0),
         limit=min(limit, max_limit),

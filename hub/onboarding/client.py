@@ -14,6 +14,7 @@ import msgspec
 
 from hub.ocpi import headers
 from hub.ocpi.auth import authorization_header
+from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.envelope import Envelope, OcpiError
 from hub.ocpi.models import (
     FUNCTIONAL_MODULES,
@@ -97,8 +98,8 @@ class PlatformClient:
                 "configuration calls follow no redirects"
             )
         try:
-            envelope = _envelope.decode(raw)
-        except msgspec.DecodeError:
+            envelope = decode_json(raw, _envelope)
+        except BadJson:
             raise _unusable(
                 f"{method} {url} answered HTTP {status} without an OCPI envelope"
             ) from None

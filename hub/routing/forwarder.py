@@ -282,15 +282,23 @@ class Forwarder:
         A link to anywhere but the receiver's own hosts (and the extra origins an operator
         allowed) is not handed out, no open proxy, and is added to ``dropped``."""
         out: RawHeaders = []
-        next_link = response.links.get("next")
-        target = str(next_link.get("url", "")) if next_link is not None else ""
+        try:
+            next_link = response.links.get("next")
+            target = str(next_link.get("url", "")) if next_link is not None else ""
+        except ValueError:  # a URL that cannot be read (port out of range, ...)
+            log.warning("unreadable link dropped", link=response.headers.get(headers.LINK))
+            target = ""
         if target and self._within(target, allowed, dropped):
             hub_url = await self.relays.link(Link(hop, target))
             out.append((b"link", f'<{hub_url}>; rel="next"'.encode()))
         location = response.headers.get(headers.LOCATION, "").strip()
         if location:
-            target = str(response.url.join(URL(location)))
-            if self._within(target, allowed, dropped):
+            try:
+                target = str(response.url.join(URL(location)))
+            except ValueError:
+                log.warning("unreadable location dropped", location=location)
+                target = ""
+            if target and self._within(target, allowed, dropped):
                 hub_url = await self.relays.location(Link(hop, target))
                 out.append((b"location", hub_url.encode()))
         return out

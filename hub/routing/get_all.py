@@ -17,9 +17,10 @@ from urllib.parse import urlencode
 import msgspec
 import redis.asyncio as aioredis
 
+from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.envelope import Envelope, OcpiError, now
 from hub.ocpi.headers import routing_headers
-from hub.ocpi.pagination import Paging, parse_paging
+from hub.ocpi.pagination import Paging, parse_paging, whole_number
 from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
 from hub.registry.registry import Registry
@@ -192,15 +193,13 @@ class GetAll:
             {}, platform, correlation_id, routing_headers(walk.requester, source.party)
         )
         _, answer_headers, body = await forwarder.fetch(platform, "GET", url, out, None)
-        total_header = answer_headers.get("X-Total-Count", "")
         try:
-            page = _page.decode(body)
-        except msgspec.DecodeError:
+            page = decode_json(body, _page)
+        except BadJson:
             raise OcpiError(StatusCode.HUB_ERROR, "answer is not an OCPI list") from None
         if page.status_code != StatusCode.SUCCESS:
             raise OcpiError(StatusCode.HUB_ERROR, f"answered status_code {page.status_code}")
-        total = int(total_header) if total_header.isascii() and total_header.isdigit() else None
-        return page.data, total
+        return page.data, whole_number(answer_headers.get("X-Total-Count", ""))
 
 
 Fetch = Callable[["Source", int, int], Awaitable[list[msgspec.Raw]]]

@@ -12,12 +12,14 @@ holds what is current, not every session ever seen.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
+from hub.ocpi.body import decode_request
 from hub.ocpi.models import InterfaceRole, ModuleID
 from hub.registry.store import Keys
 from hub.routing.modules import ModuleFacts
@@ -41,6 +43,26 @@ def learned_from(
     if len(parts) < 3:
         return None
     return facts.id, parts[2], (parts[0].upper(), parts[1].upper())
+
+
+class BodyFacts(msgspec.Struct):
+    """The fields of a request body open routing reads (commands, CDRs). Every other field
+    is skipped unread: the body is forwarded as sent, whatever numbers or depth it holds."""
+
+    location_id: Any = None
+    session_id: Any = None
+    cdr_token: Any = None
+
+
+_OBJECT = re.compile(rb"[ \t\r\n]*\{")  # JSON whitespace, then an object
+
+
+def body_facts(body: bytes) -> dict[str, Any] | None:
+    """What ``open_route_key`` reads from a JSON body: None unless it is an object."""
+    if not _OBJECT.match(body):
+        return None
+    found = decode_request(body, BodyFacts, "request body")
+    return {name: getattr(found, name) for name in BodyFacts.__struct_fields__}
 
 
 class Lookup(msgspec.Struct, frozen=True):

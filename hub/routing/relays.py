@@ -145,14 +145,22 @@ async def proxy_response_url(
         hub_url = await relays.callback(Callback(hop, original))
         pairs = [(k, hub_url if k == "response_url" else v) for k, v in pairs]
         return body, urlencode(pairs)
-    document = decode_request(body, dict[str, Any], "request body")
-    original = document.get("response_url")
+    # Only the two fields the hub reads are decoded; every other one is re-encoded exactly
+    # as sent (numbers beyond any decoder's range, deep nesting, number formats).
+    document = decode_request(body, dict[str, msgspec.Raw], "request body")
+    original = _field(document, "response_url")
     if not isinstance(original, str):
         return body, query
     _check_response_url(original, allowed)
-    ttl = _callback_ttl(document.get("expiry_date"), relays.lifetimes.callback)
-    document["response_url"] = await relays.callback(Callback(hop, original), ttl)
+    ttl = _callback_ttl(_field(document, "expiry_date"), relays.lifetimes.callback)
+    hub_url = await relays.callback(Callback(hop, original), ttl)
+    document["response_url"] = msgspec.Raw(msgspec.json.encode(hub_url))
     return msgspec.json.encode(document), query
+
+
+def _field(document: dict[str, msgspec.Raw], name: str) -> Any:
+    raw = document.get(name)
+    return None if raw is None else decode_request(bytes(raw), object, "request body")
 
 
 def _callback_ttl(expiry_date: object, floor: int = CALLBACK_TTL) -> int:

@@ -21,13 +21,18 @@ class HubUrls(Protocol):
     def __call__(self, name: str, /, **params: str) -> str: ...
 
 
-def origin(url: str) -> Origin:
-    parsed = URL(url)
-    return (parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port)
+def origin(url: str) -> Origin | None:
+    """Scheme, host and port of ``url``; None when it cannot be read as a URL (a port out of
+    range, a broken IPv6 literal, a host IDNA refuses): such a URL matches no platform."""
+    try:
+        parsed = URL(url)
+        return (parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port)
+    except (ValueError, UnicodeError):
+        return None
 
 
 def origins(urls: Iterable[str]) -> frozenset[Origin]:
-    return frozenset(origin(u) for u in urls if u)
+    return frozenset(o for o in (origin(u) for u in urls if u) if o is not None)
 
 
 def raw_suffix(raw_path: str, decoded_suffix: str, depth: int = 5) -> str:

@@ -60,7 +60,10 @@ async def authenticate(
 
 
 def require_admin(request: Request) -> None:
-    expected = runtime(request).settings.admin_token
+    """Compared as bytes: the header's bytes as sent (Starlette decodes them as Latin-1) with
+    the token's UTF-8, in constant time; a str comparison raises on non-ASCII input."""
+    expected = runtime(request).settings.admin_token.encode("utf-8")
     scheme, _, value = request.headers.get(headers.AUTHORIZATION, "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), expected):
+    presented = value.strip().encode("latin-1")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
         raise AdminError(401, "admin API needs Authorization: Bearer <admin token>")

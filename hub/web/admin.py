@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.onboarding.handshake import suspended
 from hub.registry.records import Platform, party_key
@@ -25,12 +26,13 @@ T = TypeVar("T")
 
 
 async def read_body(request: Request, type_: type[T]) -> T:
+    """400 for a body that is not JSON (or nested too deeply to read), 422 for a wrong one."""
     try:
-        return msgspec.json.decode(await request.body(), type=type_)
-    except msgspec.ValidationError as exc:
-        raise AdminError(422, f"invalid request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise AdminError(400, f"request body is not valid JSON: {exc}") from None
+        return decode_json(await request.body(), type_)
+    except BadJson as exc:
+        if exc.malformed:
+            raise AdminError(400, f"request body {exc.problem}") from None
+        raise AdminError(422, f"invalid request: {exc.problem}") from None
 
 
 class NewPlatform(msgspec.Struct):

@@ -11,14 +11,17 @@ import contextlib
 import time
 from typing import Any
 
+import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.logs import bind_contextvars, clear_contextvars, get_logger
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
+from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
 
 log = get_logger(__name__)
+_admin_error = msgspec.json.Encoder()
 
 
 class BodyTooLarge(Exception):
@@ -43,14 +46,20 @@ class RequestContext:
             return
         request_id = correlation_id = ""
         content_length = -1
+        coding = b""
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"x-correlation-id":
                 correlation_id = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit() and len(value) < 19:
-                content_length = int(value)
+            elif name == b"content-length" and value.isdigit():
+                length = whole_number(value)  # None: more digits than any body we take
+                content_length = self.max_body_bytes + 1 if length is None else length
+            elif name == b"content-encoding":
+                coding = value.strip().lower()
             elif name == b"transfer-encoding":
+                chunked = True
                 content_length = max(content_length, 1)  # a body of unknown length
         request_id = request_id or headers.new_message_id()
         correlation_id = correlation_id or headers.new_message_id()
@@ -79,8 +88,23 @@ class RequestContext:
                 await self._drain(receive)
             await send(message)
 
+        admin = scope["path"].startswith("/admin")  # plain JSON errors there, no envelope
         if content_length > self.max_body_bytes:
-            await self._too_large(send_with_ids)
+            await self._too_large(send_with_ids, admin)
+            return
+        if coding not in (b"", b"identity") and (content_length > 0 or chunked):
+            # The hub reads request bodies as sent (JSON checks, response_url) and forwards
+            # them byte for byte: a compressed one could pass neither, and a body merely
+            # labelled so would reach the receiver with a coding it does not have.
+            await _send_error(
+                send_with_ids,
+                admin,
+                415,
+                StatusCode.CLIENT_ERROR,
+                f"request bodies are taken uncompressed, not Content-Encoding "
+                f"{coding.decode('latin-1')}",
+                [(b"accept-encoding", b"identity")],
+            )
             return
 
         received = 0
@@ -101,12 +125,12 @@ class RequestContext:
             await self.app(scope, receive_capped, send_with_ids)
         except BodyTooLarge:
             if not started:
-                await self._too_large(send_with_ids)
+                await self._too_large(send_with_ids, admin)
         except Exception:
             log.exception("unhandled error", method=scope["method"], path=scope["path"])
             if not started:
-                await _send_envelope(
-                    send_with_ids, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
+                await _send_error(
+                    send_with_ids, admin, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
                 )
         log.info(
             "request",
@@ -135,20 +159,32 @@ class RequestContext:
                     if not message.get("more_body", False):
                         return
 
-    async def _too_large(self, send: Send) -> None:
-        await _send_envelope(
+    async def _too_large(self, send: Send, admin: bool) -> None:
+        await _send_error(
             send,
+            admin,
             413,
             StatusCode.CLIENT_ERROR,
             f"request body larger than {self.max_body_bytes} bytes",
         )
 
 
-async def _send_envelope(send: Send, http_status: int, code: int, message: str) -> None:
-    body = encode_envelope(None, code, message)
+async def _send_error(
+    send: Send,
+    admin: bool,
+    http_status: int,
+    code: int,
+    message: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """An OCPI envelope, or the admin API's ``{"error": ...}`` under /admin."""
+    body = (
+        _admin_error.encode({"error": message}) if admin else encode_envelope(None, code, message)
+    )
     response_headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *(extra or []),
     ]
     await send({"type": "http.response.start", "status": http_status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
