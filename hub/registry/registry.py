@@ -85,6 +85,12 @@ class Registry:
             self._last = loaded
             return loaded
 
+    async def recent(self) -> Snapshot:
+        """The current snapshot, or the last one loaded even if a write made it stale: for
+        questions a moment's staleness cannot spoil (which roles a party holds), without a
+        reload after every write of a bulk import."""
+        return self._snapshot or self._last or await self.snapshot()
+
     async def _load(self) -> Snapshot:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(Keys.generation).hgetall(Keys.platforms).hgetall(Keys.party_states)

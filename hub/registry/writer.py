@@ -221,9 +221,9 @@ class RegistryWriter:
         return removed
 
     async def push_client_info(self, codes: Iterable[PartyCode]) -> None:
-        """Queue a ClientInfo push of every role of these parties (the viewers it goes to are
-        decided when it is pushed)."""
-        snapshot = await self.registry.snapshot()
+        """Queue a ClientInfo push of every role of these parties (the viewers it goes to, and
+        the status each sees, are decided when it is pushed, from a current snapshot)."""
+        snapshot = await self.registry.recent()
         fields = [party_field(p.key) for code in codes for p in snapshot.parties_of(*code)]
         if fields:
             async with self.redis.pipeline(transaction=False) as pipe:
