@@ -211,9 +211,10 @@ async def collect(
     """Objects offset..offset+limit of the merged sequence, then the totals still unknown.
 
     ``fetch(source, start, need)`` returns up to ``need`` objects of one source from
-    ``start`` and records the source's total, or marks it skipped. A source that failed
-    keeps its place: the positions of its objects stay empty, so the objects of the sources
-    after it neither move nor repeat from page to page."""
+    ``start`` and records the source's total, or marks it skipped. A source that failed once
+    its total was known keeps its place: the positions of its objects stay empty, so the
+    objects of the sources after it neither move nor repeat from page to page (one that
+    failed before has no place, and no share of the total)."""
     objects: list[msgspec.Raw] = []
     holes = 0  # positions on this page that belong to failed sources
     before = 0  # objects of the sources ahead of this one

@@ -6,8 +6,9 @@ pushed it to. An id pushed by two
 different owners is remembered with both, and routed to neither (ambiguous) rather than
 guessed. What to look up for a request is a
 pure function (``open_route_key``); the look-up itself is one Redis read. Each id is a key of
-its own that expires ``open_routing_ttl`` seconds after the id was last pushed, so the index
-holds what is current, not every session ever seen.
+its own that expires ``open_routing_ttl`` seconds after the id was last pushed (a process
+renews an id it wrote at most every tenth of that time, so an id pushed steadily may expire
+up to a tenth early), so the index holds what is current, not every session ever seen.
 """
 
 from __future__ import annotations
