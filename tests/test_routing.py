@@ -712,6 +712,43 @@ async def test_hanging_receiver_does_not_starve_others(
         assert sorted(r["status_code"] for r in results) == [4002, 4002, 4002]
 
 
+async def test_waiting_for_a_slot_shares_the_forward_timeout(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+):
+    """One deadline per forwarded request: the wait for a platform's slot uses part of
+    FORWARD_TIMEOUT and the answer gets the rest. With one slot and a receiver that hangs,
+    the second requester used to wait FORWARD_TIMEOUT for the slot and FORWARD_TIMEOUT
+    again for the answer (2 s here); now both hear 4002 at about 1 s."""
+    timeout = 1.0
+    async with (
+        hub_factory(forward_timeout=timeout, platform_concurrency=1) as hub,
+        FakePlatform("CPO Co", [(*CPO, "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP Co", [(*EMSP, "EMSP")], ALL_MODULES) as emsp,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+        release = asyncio.Event()
+
+        async def hang(received: Received, request: web.Request) -> web.StreamResponse:
+            await release.wait()
+            return ocpi(None)
+
+        cpo.handler = hang
+        roaming = Roaming(hub, http, cpo, emsp, emsp)
+
+        async def timed() -> tuple[float, dict[str, Any]]:
+            began = time.monotonic()
+            _, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
+            return time.monotonic() - began, body
+
+        try:
+            results = await asyncio.gather(timed(), timed())
+        finally:
+            release.set()
+        assert [body["status_code"] for _, body in results] == [4002, 4002]
+        assert max(elapsed for elapsed, _ in results) < 1.5 * timeout, results
+
+
 async def test_odd_but_common_peer_habits(hub: RunningHub, http: aiohttp.ClientSession) -> None:
     """Trailing slashes on every endpoint URL, a single object answered as [obj], an empty
     Link on the last page: forwarded as they are, never a crash."""

@@ -101,7 +101,8 @@ class Forwarder:
         self._authorization: dict[tuple[str, bool], str] = {}
         # Told when a platform cannot be connected to: evidence for a still-alive check.
         self.on_unreachable: Callable[[Platform], None] | None = None
-        # Connecting and each read (the answer's headers included) get FORWARD_TIMEOUT.
+        # Connecting and each read get FORWARD_TIMEOUT; ``call`` also bounds the whole wait
+        # for the answer's headers by one deadline.
         self._read_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
@@ -141,14 +142,18 @@ class Forwarder:
         body: bytes | None,
         background: bool = False,
     ) -> Upstream:
-        """Send and wait for the answer's headers. Waiting for one of the target platform's
-        connection slots, connecting, and waiting for the answer each get FORWARD_TIMEOUT."""
+        """Send and wait for the answer's headers, all within one FORWARD_TIMEOUT: the wait
+        for one of the target platform's connection slots takes part of it and connecting and
+        waiting for the answer get the rest, so a requester of a receiver that hangs hears
+        4002 after FORWARD_TIMEOUT, never later. (Reading the body afterwards gets
+        FORWARD_TIMEOUT per read, see ``relay``.)"""
+        deadline = asyncio.get_running_loop().time() + self.timeout
         slot = self._slots.get((target.id, background))
         if slot is None:
             slot = self._slots[(target.id, background)] = asyncio.Semaphore(self.concurrency)
         if slot.locked():
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout_at(deadline):
                     await slot.acquire()
             except TimeoutError:
                 raise OcpiError(
@@ -159,14 +164,15 @@ class Forwarder:
         else:
             await slot.acquire()  # free: returns at once
         try:
-            response = await self.session.request(
-                method,
-                url,
-                headers=out,
-                data=body or None,
-                timeout=self._read_timeout,
-                allow_redirects=False,
-            )
+            async with asyncio.timeout_at(deadline):
+                response = await self.session.request(
+                    method,
+                    url,
+                    headers=out,
+                    data=body or None,
+                    timeout=self._read_timeout,
+                    allow_redirects=False,
+                )
         except aiohttp.ConnectionTimeoutError:
             slot.release()
             raise self._unreachable(target, "connecting timed out") from None
@@ -184,6 +190,9 @@ class Forwarder:
             raise OcpiError(
                 StatusCode.HUB_ERROR, f"forwarding failed: {exc or type(exc).__name__}"
             ) from None
+        except BaseException:  # cancelled: the requester left
+            slot.release()
+            raise
         return Upstream(response, slot, target)
 
     async def fetch(
