@@ -20,6 +20,7 @@ from hub.dispatch import Dispatcher
 from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
+from hub.registry.ratelimit import RateLimiter
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -40,6 +41,10 @@ class Runtime:
             settings.redis_url, settings.redis_timeout, settings.redis_max_connections
         )
         self.registry = Registry(self.redis)
+        # Requests of platforms, not the hub's own calls to them (see hub/web/access.py).
+        self.limiter = RateLimiter(
+            self.redis, settings.rate_limit_per_second, settings.rate_limit_burst
+        )
         self.writer = RegistryWriter(self.redis, self.registry, self.party)
         self.relays = Relays(self.redis, urls)
         self.index = RoutingIndex(self.redis, settings.open_routing_ttl)

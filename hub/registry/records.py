@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,6 +34,21 @@ class TokenKind(StrEnum):
     CREDENTIALS = "C"  # the token a registered platform calls the hub with
 
 
+class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``. A zero in
+    either means no limit (hub/registry/ratelimit.py)."""
+
+    per_second: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
+    burst: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_second <= 0 or self.burst <= 0
+
+    def describe(self) -> str:
+        return f"{self.per_second:g} requests/s (burst {self.burst})"
+
+
 class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     name: str
@@ -47,6 +62,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     token_b: str | None = None  # the token the hub calls this platform with
     token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
     raw_token: bool = False  # legacy peers that expect the token unencoded
+    rate_limit: RateLimit | None = None  # None: the hub-wide default
 
     def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
         """Identifiers are stored normalized (hub/onboarding/client.py negotiate)."""
@@ -73,6 +89,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
             "versions_url": self.versions_url,
             "version": self.version,
             "raw_token": self.raw_token,
+            "rate_limit": self.rate_limit,
             "roles": [
                 {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
                 for r in self.roles

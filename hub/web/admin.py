@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.onboarding.handshake import suspended
-from hub.registry.records import Platform, party_key
+from hub.registry.records import Platform, RateLimit, party_key
 from hub.web.access import AdminError, require_admin, runtime
 from hub.web.responses import json_response
 
@@ -74,8 +74,10 @@ class Connect(msgspec.Struct):
     token_a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class PlatformSettings(msgspec.Struct):
+class PlatformSettings(msgspec.Struct, forbid_unknown_fields=True):
     raw_token: bool | None = None
+    # {"per_second", "burst"}: this platform's own limit; null: the hub's default again
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
 
 
 async def connect_platform(request: Request) -> Response:
@@ -89,14 +91,17 @@ async def connect_platform(request: Request) -> Response:
 
 
 async def update_platform(request: Request) -> Response:
-    """Per-platform settings; today the legacy raw Authorization token."""
+    """Per-platform settings: the legacy raw Authorization token, the rate limit."""
     require_admin(request)
     body = await read_body(request, PlatformSettings)
 
     def change(platform: Platform) -> Platform | None:
-        if body.raw_token is None:
-            return None
-        return msgspec.structs.replace(platform, raw_token=body.raw_token)
+        changes: dict[str, object] = {}
+        if body.raw_token is not None:
+            changes["raw_token"] = body.raw_token
+        if body.rate_limit is not msgspec.UNSET:
+            changes["rate_limit"] = body.rate_limit
+        return msgspec.structs.replace(platform, **changes) if changes else None
 
     platform = await _update(request, change)
     return json_response(platform.public())

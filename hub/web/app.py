@@ -16,6 +16,7 @@ from hub.logs import configure_logging
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.registry.errors import RegistryError
+from hub.registry.ratelimit import RateLimited
 from hub.registry.store import StoreUnavailable
 from hub.runtime import Runtime
 from hub.web import admin, credentials, functional, health, hubclientinfo, relays, versions
@@ -55,6 +56,13 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
     if _admin(request):
         return json_response({"error": message}, 503, {"Retry-After": "1"})
     return ocpi_response(None, StatusCode.SERVER_ERROR, message, 503, {"Retry-After": "1"})
+
+
+async def on_rate_limited(request: Request, exc: Exception) -> Response:
+    """A platform over its rate limit: 429, nothing forwarded, and when to come back."""
+    assert isinstance(exc, RateLimited)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return ocpi_response(None, StatusCode.CLIENT_ERROR, exc.message, 429, headers)
 
 
 async def on_admin_error(request: Request, exc: Exception) -> Response:
@@ -101,6 +109,7 @@ def create_app(settings: Settings) -> Starlette:
             OcpiError: on_ocpi_error,
             RegistryError: on_registry_error,
             StoreUnavailable: on_store_unavailable,
+            RateLimited: on_rate_limited,
             AdminError: on_admin_error,
             HTTPException: on_http_error,
         },
