@@ -16,6 +16,10 @@ With N processes: ``burst + per_second * T + N * (batch - 1)``.
 Redis unavailable (``StoreUnavailable``, or a refill slower than ``REFILL_WAIT``): requests
 are not failed for it. Each process falls back to a bucket of its own with the same limit (so
 N processes admit up to N times the limit) and tries Redis again after ``STORE_RETRY``.
+
+Refused requests are answered 429 after a hold, paced per platform (``RateLimited``): a
+client that floods the hub gets its refusals no faster than REFUSALS_PER_SECOND however many
+connections it opens, so refusing it takes little of the time other platforms need.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ MAX_BATCH = 20  # tokens one process takes from the shared bucket at most
 REFILL_WAIT = 0.5  # seconds a request waits for the shared bucket before limiting locally
 STORE_RETRY = 1.0  # seconds of local-only limiting after Redis failed
 LOG_INTERVAL = 10.0  # seconds between two "rate limited" log lines of one platform
+# Refused requests (see RateLimited): each waits HOLD seconds at least for its 429, one
+# platform's are answered REFUSALS_PER_SECOND at most (per process), none waits over HOLD_MAX.
+HOLD = 0.5
+REFUSALS_PER_SECOND = 20.0
+HOLD_MAX = 10.0
 
 # KEYS[1] the bucket; ARGV per_second, burst, tokens wanted, expiry in ms.
 # Returns {tokens granted, tokens left (a decimal string)}. TIME is Redis's clock, the same
@@ -68,11 +77,21 @@ return {granted, string.format('%.6f', tokens)}
 
 
 class RateLimited(Exception):
-    """A platform sent more than its limit allows: HTTP 429 with Retry-After."""
+    """A platform sent more than its limit allows: HTTP 429 with Retry-After, answered after
+    ``hold`` seconds.
 
-    def __init__(self, limit: RateLimit, retry_after: int) -> None:
+    Refusing costs the hub little, but not nothing: the request is read and parsed all the
+    same. A client that sends its next request as soon as it has an answer would make the
+    hub refuse as fast as it can, taking the time of every other platform's requests. So one
+    platform's refusals are paced: each waits HOLD at least, and they are answered at most
+    REFUSALS_PER_SECOND, however many connections the platform opens (up to
+    REFUSALS_PER_SECOND * HOLD_MAX requests waiting; beyond that each waits HOLD_MAX). A
+    client that honours Retry-After (1 s at least) loses nothing by it."""
+
+    def __init__(self, limit: RateLimit, retry_after: int, hold: float = 0.0) -> None:
         self.limit = limit
         self.retry_after = retry_after  # whole seconds, at least 1
+        self.hold = hold
         self.message = f"rate limit of {limit.describe()} exceeded for this platform"
         super().__init__(self.message)
 
@@ -101,6 +120,7 @@ class _Bucket:
         "logged_at",
         "pending",
         "pending_since",
+        "refusal_at",
         "refused",
         "retry_at",
         "tokens",
@@ -117,6 +137,7 @@ class _Bucket:
         self.local_tokens = float(limit.burst)  # the fallback bucket while Redis is away
         self.local_at = time.monotonic()
         self.refused = 0  # requests refused since the last log line
+        self.refusal_at = 0.0  # when the next refusal may be answered
         self.logged_at = -math.inf
 
 
@@ -216,4 +237,7 @@ class RateLimiter:
             )
             bucket.logged_at = now
             bucket.refused = 0
-        return RateLimited(bucket.limit, max(1, math.ceil(wait)))
+        answer_at = min(max(now + HOLD, bucket.refusal_at), now + HOLD_MAX)
+        bucket.refusal_at = max(bucket.refusal_at, answer_at + 1 / REFUSALS_PER_SECOND)
+        retry_after = max(1, math.ceil(wait - (answer_at - now)))
+        return RateLimited(bucket.limit, retry_after, answer_at - now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -59,8 +60,12 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def on_rate_limited(request: Request, exc: Exception) -> Response:
-    """A platform over its rate limit: 429, nothing forwarded, and when to come back."""
+    """A platform over its rate limit: 429, nothing forwarded, and when to come back; held
+    for a moment first (``RateLimited``), and left out of the request log (the limiter logs
+    a count instead), so that a flood costs the hub as little as possible."""
     assert isinstance(exc, RateLimited)
+    request.state.unlogged = True
+    await asyncio.sleep(exc.hold)
     headers = {"Retry-After": str(exc.retry_after)}
     return ocpi_response(None, StatusCode.CLIENT_ERROR, exc.message, 429, headers)
 

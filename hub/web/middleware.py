@@ -94,6 +94,8 @@ class RequestContext:
                 await _send_envelope(
                     send_with_ids, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
                 )
+        if state.get("unlogged"):
+            return
         log.info(
             "request",
             method=scope["method"],
