@@ -3,15 +3,16 @@ process, spent locally in batches.
 
 The hot path costs no Redis round trip. Each process takes tokens from the shared bucket a
 batch at a time (one atomic script: refill by the time elapsed on Redis's own clock, then
-take up to a batch) and spends them in memory; only when its batch is empty does it take the
-next one, one call per platform at a time however many requests wait. When the shared bucket
-is empty the process refuses that platform's requests locally until a batch has had time to
-refill, so a platform over its limit costs no Redis calls either.
+take up to a batch) and spends them in memory. When a quarter of its batch is left it tops
+it up in the background, so a busy platform's requests do not wait for Redis at all; only a
+process whose batch ran out waits, for one call per platform however many requests wait.
+When the shared bucket is empty the process refuses that platform's requests locally until
+a batch has had time to refill, so a platform over its limit costs no Redis calls either.
 
 Bound. Tokens are only ever spent after the shared bucket granted them, so over any window of
 T seconds a platform is admitted at most ``burst + per_second * T`` requests, plus the tokens
-processes took before the window and had not spent yet: at most ``batch - 1`` per process.
-With N processes: ``burst + per_second * T + N * (batch - 1)``.
+processes took before the window and had not spent yet: a process never holds more than one
+batch. With N processes: ``burst + per_second * T + N * batch``.
 
 Redis unavailable (``StoreUnavailable``, or a refill slower than ``REFILL_WAIT``): requests
 are not failed for it. Each process falls back to a bucket of its own with the same limit (so
@@ -112,6 +113,7 @@ class _Bucket:
     """This process's share of one platform's bucket."""
 
     __slots__ = (
+        "ahead",
         "batch",
         "blocked_until",
         "limit",
@@ -129,6 +131,7 @@ class _Bucket:
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self.batch = batch_size(limit)
+        self.ahead = self.batch // 4  # tokens left when the next batch is fetched
         self.tokens = 0  # taken from the shared bucket, not spent yet
         self.blocked_until = 0.0  # the shared bucket was empty: refuse until then
         self.retry_at = 0.0  # when the shared bucket has one token again
@@ -164,6 +167,10 @@ class RateLimiter:
             bucket = self._buckets[platform.id] = _Bucket(limit)
         if bucket.tokens > 0:
             bucket.tokens -= 1
+            if bucket.tokens == bucket.ahead and bucket.ahead and bucket.pending is None:
+                now = time.monotonic()
+                if now >= bucket.blocked_until:  # else the shared bucket is empty anyway
+                    self._start_refill(platform.id, bucket, now)
             return
         await self._wait_for_token(platform.id, bucket)
 
@@ -178,22 +185,26 @@ class RateLimiter:
                 raise self._refused(platform_id, bucket, bucket.retry_at - now)
             if now < self._store_down_until:
                 return self._take_locally(platform_id, bucket, now)
-            if bucket.pending is None:
-                bucket.pending_since = now
-                bucket.pending = asyncio.ensure_future(self._refill(platform_id, bucket))
+            pending = bucket.pending or self._start_refill(platform_id, bucket, now)
             left = bucket.pending_since + REFILL_WAIT - now
             if left <= 0:  # Redis is slow to answer: do not hold requests for it
                 return self._take_locally(platform_id, bucket, now)
-            await asyncio.wait([bucket.pending], timeout=left)
+            await asyncio.wait([pending], timeout=left)
+
+    def _start_refill(self, platform_id: str, bucket: _Bucket, now: float) -> asyncio.Future[None]:
+        bucket.pending_since = now
+        bucket.pending = asyncio.ensure_future(self._refill(platform_id, bucket))
+        return bucket.pending
 
     async def _refill(self, platform_id: str, bucket: _Bucket) -> None:
-        """Take the next batch from the shared bucket. Never raises: a failure means
-        limiting locally for a while."""
+        """Top this process's tokens up to a batch from the shared bucket. Never raises: a
+        failure means limiting locally for a while."""
         limit = bucket.limit
+        want = max(1, bucket.batch - bucket.tokens)
         try:
             granted, left = await self._take(
                 keys=[Keys.rate(platform_id)],
-                args=[repr(limit.per_second), limit.burst, bucket.batch, expiry_ms(limit)],
+                args=[repr(limit.per_second), limit.burst, want, expiry_ms(limit)],
             )
             granted, left = int(granted), float(left)
         except Exception as exc:  # StoreUnavailable above all; whatever it is, keep serving
