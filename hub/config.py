@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_ttl: Annotated[int, msgspec.Meta(ge=1)] = 24 * 3600
     authorize_deadline: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     open_routing_ttl: Annotated[int, msgspec.Meta(ge=1)] = 30 * 24 * 3600
+    rate_limit_per_second: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 200.0
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 400
     redis_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     redis_max_connections: Annotated[int, msgspec.Meta(ge=2)] = 64
     outbound_allow: tuple[Literal["loopback", "private"], ...] = ()

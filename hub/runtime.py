@@ -22,6 +22,7 @@ from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
 from hub.outbound import GuardedConnector
 from hub.registry.policy import Policy
+from hub.registry.ratelimit import RateLimiter
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -42,6 +43,10 @@ class Runtime:
             settings.redis_url, settings.redis_timeout, settings.redis_max_connections
         )
         self.registry = Registry(self.redis)
+        # Requests of platforms, not the hub's own calls to them (see hub/web/access.py).
+        self.limiter = RateLimiter(
+            self.redis, settings.rate_limit_per_second, settings.rate_limit_burst
+        )
         self.writer = RegistryWriter(self.redis, self.registry, self.party)
         self.policy = Policy(settings.routing_policy)
         lifetimes = Lifetimes(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,6 +34,21 @@ class TokenKind(StrEnum):
     CREDENTIALS = "C"  # the token a registered platform calls the hub with
 
 
+class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``. A zero in
+    either means no limit (hub/registry/ratelimit.py)."""
+
+    per_second: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
+    burst: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_second <= 0 or self.burst <= 0
+
+    def describe(self) -> str:
+        return f"{self.per_second:g} requests/s (burst {self.burst})"
+
+
 class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     name: str
@@ -48,6 +63,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
     raw_token: bool = False  # legacy peers that expect the token unencoded
     extra_origins: list[str] = []  # hosts an operator allowed beyond those it named
+    rate_limit: RateLimit | None = None  # None: the hub-wide default
 
     def endpoint(self, module: str, role: InterfaceRole) -> Endpoint | None:
         """Identifiers are stored normalized (hub/onboarding/client.py negotiate)."""
@@ -80,6 +96,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
             "version": self.version,
             "raw_token": self.raw_token,
             "extra_origins": self.extra_origins,
+            "rate_limit": self.rate_limit,
             "roles": [
                 {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
                 for r in self.roles

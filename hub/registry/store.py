@@ -83,6 +83,10 @@ class Keys:
     def route(module: str, object_id: str) -> str:
         return f"{PREFIX}route:{module}:{object_id}"
 
+    @staticmethod
+    def rate(platform_id: str) -> str:
+        return f"{PREFIX}rate:{platform_id}"
+
 
 SCHEMA = (
     KeySpec(Keys.platforms, "hash", "registry.writer", "id -> Platform JSON; one per platform"),
@@ -111,6 +115,7 @@ SCHEMA = (
     KeySpec(Keys.walk("*"), "string", "routing.get_all", "WALK_TTL", expires=True),
     KeySpec(Keys.route("sessions", "*"), "hash", "routing.open_routing", "OPEN_ROUTING_TTL", True),
     KeySpec(Keys.route("*", "*"), "string", "routing.open_routing", "OPEN_ROUTING_TTL", True),
+    KeySpec(Keys.rate("*"), "hash", "registry.ratelimit", "per platform; until full again", True),
 )
 
 

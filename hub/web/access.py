@@ -31,7 +31,9 @@ class AdminError(Exception):
 async def authenticate(
     request: Request, allow_token_a: bool = False, header: str | None = None
 ) -> Platform:
-    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials.
+    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials;
+    HTTP 429 (``RateLimited``) for a platform over its rate limit. Every request a platform
+    makes passes here, so this is where its limit applies; the hub's own calls do not.
     ``header``: the Authorization value when the caller has decoded the headers already."""
     header = header if header is not None else request.headers.get(headers.AUTHORIZATION)
     hub = runtime(request)
@@ -56,6 +58,7 @@ async def authenticate(
         hub.detach(hub.registry.touch(platform.id))  # off the request path
     if platform.id in (await hub.registry.snapshot()).offline:
         hub.revive(platform.id)
+    await hub.limiter.admit(platform)  # after the above: a limited platform is still alive
     return platform
 
 

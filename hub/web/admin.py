@@ -18,7 +18,7 @@ from starlette.routing import Route
 from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.onboarding.handshake import suspended
-from hub.registry.records import Platform, party_key
+from hub.registry.records import Platform, RateLimit, party_key
 from hub.web.access import AdminError, require_admin, runtime
 from hub.web.responses import json_response
 
@@ -79,10 +79,12 @@ class Connect(msgspec.Struct):
 Origin = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+/?$", max_length=255)]
 
 
-class PlatformSettings(msgspec.Struct):
+class PlatformSettings(msgspec.Struct, forbid_unknown_fields=True):
     raw_token: bool | None = None
     # scheme://host[:port] the platform also uses for next pages, CDR Locations, callbacks
     extra_origins: Annotated[list[Origin], msgspec.Meta(max_length=20)] | None = None
+    # {"per_second", "burst"}: this platform's own limit; null: the hub's default again
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
 
 
 async def connect_platform(request: Request) -> Response:
@@ -96,18 +98,20 @@ async def connect_platform(request: Request) -> Response:
 
 
 async def update_platform(request: Request) -> Response:
-    """Per-platform settings: the legacy raw Authorization token, and the extra origins its
-    links and callbacks may use."""
+    """Per-platform settings: the legacy raw Authorization token, the extra origins its
+    links and callbacks may use, the rate limit."""
     require_admin(request)
     body = await read_body(request, PlatformSettings)
 
     def change(platform: Platform) -> Platform | None:
-        changed = platform
+        changes: dict[str, object] = {}
         if body.raw_token is not None:
-            changed = msgspec.structs.replace(changed, raw_token=body.raw_token)
+            changes["raw_token"] = body.raw_token
         if body.extra_origins is not None:
-            changed = msgspec.structs.replace(changed, extra_origins=body.extra_origins)
-        return None if changed is platform else changed
+            changes["extra_origins"] = body.extra_origins
+        if body.rate_limit is not msgspec.UNSET:
+            changes["rate_limit"] = body.rate_limit
+        return msgspec.structs.replace(platform, **changes) if changes else None
 
     platform = await _update(request, change)
     return json_response(platform.public())

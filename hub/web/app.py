@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from hub.logs import configure_logging
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.registry.errors import RegistryError
+from hub.registry.ratelimit import RateLimited
 from hub.registry.store import StoreUnavailable
 from hub.runtime import Runtime
 from hub.web import (
@@ -66,6 +68,17 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
     return ocpi_response(None, StatusCode.SERVER_ERROR, message, 503, {"Retry-After": "1"})
 
 
+async def on_rate_limited(request: Request, exc: Exception) -> Response:
+    """A platform over its rate limit: 429, nothing forwarded, and when to come back; held
+    for a moment first (``RateLimited``), and left out of the request log (the limiter logs
+    a count instead), so that a flood costs the hub as little as possible."""
+    assert isinstance(exc, RateLimited)
+    request.state.unlogged = True
+    await asyncio.sleep(exc.hold)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return ocpi_response(None, StatusCode.CLIENT_ERROR, exc.message, 429, headers)
+
+
 async def on_admin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AdminError)
     return json_response({"error": exc.message}, exc.http_status)
@@ -111,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
             OcpiError: on_ocpi_error,
             RegistryError: on_registry_error,
             StoreUnavailable: on_store_unavailable,
+            RateLimited: on_rate_limited,
             AdminError: on_admin_error,
             HTTPException: on_http_error,
         },

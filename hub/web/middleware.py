@@ -132,6 +132,8 @@ class RequestContext:
                 await _send_error(
                     send_with_ids, admin, 500, StatusCode.SERVER_ERROR, "internal error in the hub"
                 )
+        if state.get("unlogged"):
+            return
         log.info(
             "request",
             method=scope["method"],
