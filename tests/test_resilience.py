@@ -414,7 +414,7 @@ async def test_kill_9_and_restart_keeps_every_registration(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     """kill -9 of the hub (its embedded Redis follows it) and a restart on the same data:
-    every platform, token, party and party status is as it was."""
+    every platform, token, party, party status and agreement is as it was."""
     from tests.support import HubClient
 
     data = tmp_path / "data"
@@ -430,13 +430,22 @@ async def test_kill_9_and_restart_keeps_every_registration(
                 headers={"Authorization": f"Bearer {ADMIN}"},
             ) as response:
                 assert response.status == 201
+            async with http.post(
+                f"{hub.url}/admin/agreements",
+                json={"parties": [{"country_code": "NL", "party_id": "CPA"},
+                                  {"country_code": "DE", "party_id": "MSA"}]},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ) as response:  # fmt: skip
+                assert response.status == 201
             platforms = await _admin_json(http, f"{hub.url}/admin/platforms")
             parties = await _admin_json(http, f"{hub.url}/admin/parties")
+            agreements = await _admin_json(http, f"{hub.url}/admin/agreements")
             first.stop(signal.SIGKILL)
 
             again = await asyncio.to_thread(_hub_process(data, first.port).start)
             try:
                 assert await _admin_json(http, f"{hub.url}/admin/platforms") == platforms
+                assert await _admin_json(http, f"{hub.url}/admin/agreements") == agreements
                 after = await _admin_json(http, f"{hub.url}/admin/parties")
                 assert [{**p, "last_seen": None} for p in after] == [
                     {**p, "last_seen": None} for p in parties
