@@ -94,13 +94,14 @@ async def _request(
 
 
 async def _keys_as_they_are(redis: aioredis.Redis) -> tuple[dict[str, tuple[str, int]], set[str]]:
-    """Every key with its Redis type and TTL, each read in one transaction; and the keys
-    that went between SCAN and that read (a still-alive lease another check just let go)."""
+    """Every key with its Redis type and TTL in milliseconds (a rate bucket may have less
+    than a second left), each read in one transaction; and the keys that went between SCAN
+    and that read (a still-alive lease or a rate bucket that just expired)."""
     found: dict[str, tuple[str, int]] = {}
     gone: set[str] = set()
     async for raw in redis.scan_iter(count=1000):
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.type(raw).ttl(raw)
+            pipe.type(raw).pttl(raw)
             type_, ttl = await pipe.execute()
         key = raw.decode()
         if type_ == b"none":
@@ -121,7 +122,14 @@ async def test_every_key_under_traffic_is_in_the_schema(
     matches a spec, has the spec's Redis type, and carries a TTL where the spec says it
     expires; and every spec is seen, so traffic that no longer writes a key shows too."""
     async with (
-        hub_factory(alive_interval=2.0, routing_policy="agreements") as hub,
+        # A slow refill keeps each platform's rate bucket (which expires once full again)
+        # in Redis until the scan; a burst of 1,000 leaves every request of the test through.
+        hub_factory(
+            alive_interval=2.0,
+            routing_policy="agreements",
+            rate_limit_per_second=1,
+            rate_limit_burst=1000,
+        ) as hub,
         FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
         FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
         FakePlatform("Nav", [("BE", "NAV", "NSP")], ALL_MODULES) as nsp,
@@ -220,6 +228,7 @@ async def test_every_key_under_traffic_is_in_the_schema(
     assert {key: ttl for key, ttl in expiring.items() if not ttl > 0} == {}
     # Only a still-alive lease may go while Redis is read (another platform's check ended).
     assert {key for key in gone if not key.startswith("{hub}:alive-lease:")} == set()
+    assert all(ttl > 0 for key, (_, ttl) in found.items() if key.startswith("{hub}:rate:"))
     seen = {spec.pattern for spec in known.values()}
     assert [spec.pattern for spec in SCHEMA if spec.pattern not in seen] == []
     assert found["{hub}:alive-lease:" + ids[2]][0] == "string"  # the NSP's check, held
