@@ -23,10 +23,11 @@ from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import ClientInfo, ConnectionStatus, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
-from hub.registry.records import Party, Platform, parse_party_field, party_field
+from hub.registry.records import Party, Platform, parse_party_field
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
+from hub.registry.writer import queue_client_info
 from hub.routing.forwarder import Forwarder
 from hub.routing.urls import join_url
 
@@ -124,10 +125,7 @@ class ClientInfoPusher:
                 key = Keys.agreement_edge(agreement.id, int(edge.timestamp()))
                 if not await redis.set(key, "1", nx=True, ex=3600):
                     continue  # another process queued it
-                codes = agreement.parties
-                parties = [p for code in codes for p in snapshot.parties_of(*code)]
-                for party in parties:
-                    await redis.xadd(Keys.clientinfo_queue, {"party": party_field(party.key)})
+                await queue_client_info(redis, snapshot, agreement.parties)
 
     async def _put(self, platform: Platform, info: ClientInfo) -> None:
         """PUT {hubclientinfo RECEIVER}/{country_code}/{party_id}: a configuration module, so

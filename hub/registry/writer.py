@@ -42,6 +42,7 @@ from hub.registry.records import (
     party_keys,
 )
 from hub.registry.registry import HISTORY, Registry
+from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
 from hub.registry.tokens import new_token, token_hash
 
@@ -223,13 +224,7 @@ class RegistryWriter:
     async def push_client_info(self, codes: Iterable[PartyCode]) -> None:
         """Queue a ClientInfo push of every role of these parties (the viewers it goes to, and
         the status each sees, are decided when it is pushed, from a current snapshot)."""
-        snapshot = await self.registry.recent()
-        fields = [party_field(p.key) for code in codes for p in snapshot.parties_of(*code)]
-        if fields:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for field in fields:
-                    pipe.xadd(Keys.clientinfo_queue, {"party": field})
-                await pipe.execute()
+        await queue_client_info(self.redis, await self.registry.recent(), codes)
 
     async def _check_claims(self, pipe: Pipeline, platform: Platform, claims: Claims) -> None:
         """One party belongs to one platform; a suspended platform's parties may move; the
@@ -249,6 +244,18 @@ class RegistryWriter:
             raw = await pipe.hget(Keys.platforms, owner)
             if raw and _platform.decode(raw).state != PlatformState.SUSPENDED:
                 raise PartyTaken(f"party {'/'.join(key)} is already registered by another platform")
+
+
+async def queue_client_info(
+    redis: aioredis.Redis, snapshot: Snapshot, codes: Iterable[PartyCode]
+) -> None:
+    """One ClientInfo queue entry per role these parties hold in ``snapshot``."""
+    fields = [party_field(p.key) for code in codes for p in snapshot.parties_of(*code)]
+    if fields:
+        async with redis.pipeline(transaction=False) as pipe:
+            for field in fields:
+                pipe.xadd(Keys.clientinfo_queue, {"party": field})
+            await pipe.execute()
 
 
 async def _states(pipe: Pipeline, keys: list[PartyKey]) -> dict[PartyKey, PartyState]:

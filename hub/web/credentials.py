@@ -6,6 +6,8 @@ The handshake itself lives in ``hub/onboarding/handshake.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,6 +37,21 @@ def _not_registered(method: str) -> OcpiError:
     )
 
 
+async def _exchange(
+    request: Request,
+    platform: Platform,
+    still_valid: Callable[[Platform], bool],
+    conflict: OcpiError,
+    cause: str,
+) -> Response:
+    """POST and PUT alike: the platform's Credentials in, the hub's (with token C) out."""
+    body = decode_request(await request.body(), Credentials, "Credentials object")
+    ours = await runtime(request).handshake.exchange(
+        platform, body, still_valid, conflict, cause, request.state.correlation_id
+    )
+    return ocpi_response(ours)
+
+
 async def post_credentials(request: Request) -> Response:
     """Registration: fetch the platform's endpoints with token B, answer with token C."""
     platform = await authenticate(request, allow_token_a=True)
@@ -46,18 +63,15 @@ async def post_credentials(request: Request) -> Response:
             headers={"Allow": "GET, PUT, DELETE"},
         )
     token_a_hash = token_hash(_presented_token(request, platform))
-    body = decode_request(await request.body(), Credentials, "Credentials object")
-    ours = await runtime(request).handshake.exchange(
+    return await _exchange(
+        request,
         platform,
-        body,
         lambda current: (
             current.state == PlatformState.PENDING and token_a_hash in current.token_hashes
         ),
         OcpiError(StatusCode.CLIENT_ERROR, "token A was used by another request", 401),
         "platform registered",
-        request.state.correlation_id,
     )
-    return ocpi_response(ours)
 
 
 async def put_credentials(request: Request) -> Response:
@@ -66,18 +80,15 @@ async def put_credentials(request: Request) -> Response:
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("PUT")
     old_hashes = set(platform.token_hashes)
-    body = decode_request(await request.body(), Credentials, "Credentials object")
-    ours = await runtime(request).handshake.exchange(
+    return await _exchange(
+        request,
         platform,
-        body,
         lambda current: (
             current.state == PlatformState.REGISTERED and set(current.token_hashes) == old_hashes
         ),
         OcpiError(StatusCode.CLIENT_ERROR, "credentials changed meanwhile; retry", 409),
         "platform credentials updated",
-        request.state.correlation_id,
     )
-    return ocpi_response(ours)
 
 
 async def delete_credentials(request: Request) -> Response:
