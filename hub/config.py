@@ -48,7 +48,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         "bookings/booking_locations",
     )
     broadcast_wait: bool = False
-    broadcast_claim_idle: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    broadcast_claim_idle: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    delivery_max_age: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    delivery_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
+    delivery_backoff: Annotated[float, msgspec.Meta(ge=0)] = 0.5
+    delivery_failures_check: Annotated[int, msgspec.Meta(ge=1)] = 5
+    delivery_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    delivery_drop_identical: bool = True
     get_all_partial: bool = False
     routing_policy: Literal["open", "agreements"] = "open"
     page_link_ttl: Annotated[int, msgspec.Meta(ge=1)] = 3600

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from hub.background.broadcast import Broadcaster, Delivery, Job, may_broadcast
+from hub.background.broadcast import Broadcaster, Job, Report, may_broadcast
 from hub.config import Settings
 from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
 from hub.ocpi.headers import routing_headers
@@ -145,12 +145,14 @@ class Dispatcher:
         )
         self._learn(request, None)
         reply = routing_headers(self.hub_party, request.sender)
+        await self.broadcaster.accept(job, snapshot)
         if not settings.broadcast_wait:
-            await self.broadcaster.accept(job)
             return _hub_answer(f"broadcast {job.id} accepted", reply)
-        await self.broadcaster.accept(job, queue=False)
-        deliveries = await self.broadcaster.deliver(job)
-        return _hub_answer(delivery_summary(job.id, deliveries), reply)
+        # Every delivery is made or given up on by then (DELIVERY_MAX_AGE).
+        deadline = settings.delivery_max_age + settings.forward_timeout
+        report = await self.broadcaster.wait(job.id, deadline)
+        assert report is not None, "a report is kept for REPORT_TTL"
+        return _hub_answer(delivery_summary(report), reply)
 
     async def open(self, request: RoutedRequest, snapshot: Snapshot) -> Answer:
         """Open Routing Request: the hub finds the receiver from what it has seen, asks every
@@ -257,17 +259,20 @@ class Dispatcher:
         )
 
 
-def delivery_summary(broadcast_id: str, deliveries: list[Delivery]) -> str:
+def delivery_summary(report: Report) -> str:
     """BROADCAST_WAIT's answer. status_codes "4xxx": a receiver's error is not forwarded to
     the sender of a Broadcast Push, so its code never becomes the sender's: 1000, and the
-    failures named here."""
-    failed = [d for d in deliveries if not d.ok]
-    done = len(deliveries) - len(failed)
-    message = f"broadcast {broadcast_id} delivered to {done} of {len(deliveries)} receivers"
+    failures named here. A push merged into a later one, or identical to what a receiver
+    already had, reached it too."""
+    reached = report.delivered + report.coalesced + report.dropped
+    message = f"broadcast {report.id} delivered to {reached} of {report.receivers} receivers"
+    failed = [d for d in report.deliveries if not d.ok]
     if failed:
         message += "; failed: " + "; ".join(
             f"{d.country_code}/{d.party_id} {d.status_code}: {d.error or 'refused'}" for d in failed
         )
+    if report.finished is None:
+        message += "; some deliveries are still under way"
     return message
 
 

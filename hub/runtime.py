@@ -13,6 +13,9 @@ import redis.asyncio as aioredis
 from hub.background.alive import AliveChecker
 from hub.background.broadcast import Broadcaster
 from hub.background.clientinfo import ClientInfoPusher
+from hub.background.deadletters import DeadLetters
+from hub.background.delivery import Services
+from hub.background.engine import DeliveryEngine
 from hub.background.tasks import cancel_and_wait
 from hub.background.workqueue import WorkQueue
 from hub.config import Settings
@@ -57,6 +60,8 @@ class Runtime:
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
+        self._engine: DeliveryEngine | None = None
+        self.dead_letters = DeadLetters(self.redis)
         self._dispatcher: Dispatcher | None = None
         self._handshake: Handshake | None = None
         self._alive: AliveChecker | None = None
@@ -85,6 +90,11 @@ class Runtime:
     def broadcaster(self) -> Broadcaster:
         assert self._broadcaster is not None, "runtime not started"
         return self._broadcaster
+
+    @property
+    def engine(self) -> DeliveryEngine:
+        assert self._engine is not None, "runtime not started"
+        return self._engine
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -118,11 +128,22 @@ class Runtime:
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays)
         policy = self.policy
-        self._broadcaster = Broadcaster(
-            self.redis, self.registry, self._forwarder, self.settings, policy
-        )
         pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings, policy)
         self._alive = AliveChecker(self.redis, self.registry, self.writer, self.http, self.settings)
+        self._engine = DeliveryEngine(
+            Services(
+                self.redis,
+                self.registry,
+                self._forwarder,
+                self.settings,
+                policy,
+                self.party,
+                self._alive.check_soon,
+            )
+        )
+        self._broadcaster = Broadcaster(
+            self.redis, self.registry, self.settings, policy, self._engine.notify
+        )
         get_all = GetAll(
             self.redis,
             self.registry,
@@ -151,9 +172,10 @@ class Runtime:
         self.spawn(self.registry.run_invalidation(ready))
         async with asyncio.timeout(10):
             await ready.wait()
-        self._queues = [self._broadcaster.queue, pusher.queue]
+        self._queues = [pusher.queue]
         for queue in self._queues:
             self.spawn(queue.run())
+        self.spawn(self._engine.run())
         self.spawn(self._alive.run())
         if not policy.open:
             self.spawn(pusher.run_agreement_clock())
@@ -195,6 +217,8 @@ class Runtime:
         self._tasks.clear()
         for queue in self._queues:
             await queue.stop(self.stop_grace)
+        if self._engine is not None:
+            await self._engine.stop(self.stop_grace)
         if self._alive is not None:
             await self._alive.stop(self.stop_grace)
         await cancel_and_wait(self._detached, self.stop_grace)

@@ -116,7 +116,8 @@ async def test_every_key_under_traffic_is_in_the_schema(
 ) -> None:
     """This pins the key table of hub/registry/store.py (SCHEMA). A hub with three
     platforms and every kind of traffic that writes to Redis (registration and ClientInfo,
-    a broadcast push, pushes the open-routing index learns, a GET All walk, a next-page link
+    a broadcast push and one refused (a dead letter), pushes the open-routing index
+    learns, a GET All walk, a next-page link
     and a response_url callback, a still-alive check in flight, roaming agreements and one
     that ends by its validity window): then every key in Redis
     matches a spec, has the spec's Redis type, and carries a TTL where the spec says it
@@ -163,6 +164,18 @@ async def test_every_key_under_traffic_is_in_the_schema(
         assert body["status_code"] == 1000 and "broadcast" in body["status_message"]
         report = await _finished_broadcast(hub, http, body["status_message"].split()[1])
         assert sorted(d["party_id"] for d in report["deliveries"]) == ["MSA", "NAV"]
+
+        # One the NSP refuses: a dead letter.
+        async def refuse(received: Received, request: web.Request) -> web.StreamResponse:
+            return ocpi(None, 2001)
+
+        nsp.handler = refuse
+        _, body = await _request(
+            http, cpo, "PUT", hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC2", HUB,
+            LOCATIONS[2],
+        )  # fmt: skip
+        report = await _finished_broadcast(hub, http, body["status_message"].split()[1])
+        assert report["dead"] == 1 and report["delivered"] == 1
 
         # A session pushed directly: the index learns its CPO and eMSP.
         _, body = await _request(

@@ -1,49 +1,51 @@
 """Broadcast Push (transport_and_format, "Broadcast Push"): one push to the hub, delivered
 to every connected party of the opposite role.
 
-The hub answers the sender first, then delivers in the background through a Redis Stream
-with a consumer group: a process that dies after answering leaves its entry pending, and
-another process claims it once it has been idle for BROADCAST_CLAIM_IDLE seconds and delivers
-to the receivers not yet recorded. Parties offline at delivery time are skipped (the spec says
-not to queue for them; they re-sync with GET). Every delivery leaves a record: status code,
-HTTP status, latency, error.
+The hub answers the sender once the push is recorded: one entry in the ``pushes`` stream,
+numbered in the order the hub accepted it, and its report. The delivery engine
+(hub/background/engine.py) then delivers it to each receiver platform in that order. The
+latest state of every pushed object is kept as well (``latest``), so that an operator can
+bring a receiver that missed it up to date (a dead letter's replay).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
 import redis.asyncio as aioredis
 
-from hub.background.workqueue import Fields, WorkQueue
+from hub.background.coalesce import fold, lane_of, segments
+from hub.background.deadletters import DeadLetter
 from hub.config import Settings
 from hub.logs import get_logger
-from hub.ocpi.body import BadJson, status_code_of
-from hub.ocpi.envelope import OcpiError, now
-from hub.ocpi.headers import routing_headers
+from hub.ocpi.envelope import now
+from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import Role
-from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
-from hub.registry.records import Party, Platform, party_field
+from hub.registry.records import Party, PartyKey, Platform
 from hub.registry.registry import Registry
-from hub.registry.store import Keys
+from hub.registry.snapshot import Snapshot
+from hub.registry.store import Keys, StoreUnavailable
 from hub.routing.decide import broadcast_receivers
-from hub.routing.forwarder import Forwarder
 from hub.routing.modules import ModuleFacts, module_facts
-from hub.routing.urls import join_url
 
 log = get_logger(__name__)
 
-GROUP = "delivery"
+Receiver = tuple[Party, Platform, str]  # the party, its platform, the module endpoint
+
 KEEP = 1000  # reports listed; older ones expire
 REPORT_TTL = 7 * 24 * 3600
-CONCURRENCY = 128  # deliveries in flight per broadcast (each platform's cap applies too)
+LATEST_TTL = 7 * 24 * 3600  # how long the hub holds an object's state for a replay
+LATEST_FOLD = 16  # pushes kept per object before they are folded into fewer
 
 
 class Job(msgspec.Struct, frozen=True):
+    """One accepted push, as the delivery engine reads it from the stream."""
+
     id: str
     module: str
     method: str
@@ -56,9 +58,12 @@ class Job(msgspec.Struct, frozen=True):
     sender_platform: str
     correlation_id: str
     accepted: datetime
+    target: PartyKey | None = None  # a replay: one receiver only
 
 
 class Delivery(msgspec.Struct, frozen=True):
+    """One request the hub sent a receiver; ``pushes`` > 1 when it carried merged pushes."""
+
     country_code: str
     party_id: str
     role: Role
@@ -67,11 +72,17 @@ class Delivery(msgspec.Struct, frozen=True):
     http_status: int | None
     latency_ms: float
     error: str | None = None
+    pushes: int = 1
+    lag_ms: float = 0.0  # from accepting the oldest push it carries to the answer
 
     @property
     def ok(self) -> bool:
         """1xxx: success, custom success codes (19xx) included."""
         return self.status_code is not None and 1000 <= self.status_code < 2000
+
+
+# What became of one push for one receiver: exactly one of these.
+OUTCOMES = ("delivered", "coalesced", "dropped", "skipped", "dead")
 
 
 class Report(msgspec.Struct):
@@ -85,6 +96,11 @@ class Report(msgspec.Struct):
     finished: datetime | None
     deliveries: list[Delivery]
     not_entitled: list[str] = []  # receivers left out for want of an agreement (not failures)
+    delivered: int = 0  # sent and answered 1xxx
+    coalesced: int = 0  # merged into a later delivery to the same receiver
+    dropped: int = 0  # identical to what the receiver was last sent
+    skipped: int = 0  # the receiver was OFFLINE
+    dead: int = 0  # not made: failed, refused or too old (see the dead letters)
 
 
 def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
@@ -100,20 +116,57 @@ def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
     return False
 
 
+# KEYS: pushes, push count, report, report index, latest state, cursors, cursor times,
+# registry generation. ARGV: job, slim job, accepted (unix s), report TTL,
+# "reset"/"append"/"", latest TTL, receivers, not entitled (JSON), broadcast id, now (ISO),
+# the registry generation the receivers were chosen at, then the receiver platform ids.
+# Refused (-1) when the registry changed since: the receivers are chosen again. A receiver
+# platform without a cursor starts just before this push, so nothing accepted for it is
+# missed however late its first delivery worker starts. Returns the pushes the object's
+# latest state now holds, and how many receiver platforms got their first cursor.
+_ACCEPT = """
+if (redis.call('GET', KEYS[8]) or '0') ~= ARGV[11] then return {-1, 0} end
+local n = redis.call('INCR', KEYS[2])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local before = '0-0'
+if #last > 0 then before = last[1][1] end
+local id = redis.call('XADD', KEYS[1], '*', 'n', n, 'job', ARGV[1])
+local platforms = #ARGV - 11
+redis.call('HSET', KEYS[3], 'job', ARGV[2], 'n', n, 'entry', id, 'receivers', ARGV[7],
+           'not_entitled', ARGV[8], 'waiting', platforms)
+if platforms == 0 then redis.call('HSET', KEYS[3], 'finished', ARGV[10]) end
+local started = 0
+for i = 12, #ARGV do
+    redis.call('HSET', KEYS[3], 'p:' .. ARGV[i], 1)
+    if redis.call('HSETNX', KEYS[6], ARGV[i], before .. ' ' .. (n - 1)) == 1 then
+        redis.call('ZADD', KEYS[7], tonumber(string.match(before, '^(%d+)')), ARGV[i])
+        started = started + 1
+    end
+end
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[9])
+local kept = 0
+if ARGV[5] ~= '' then
+    if ARGV[5] == 'reset' then redis.call('DEL', KEYS[5]) end
+    kept = redis.call('RPUSH', KEYS[5], ARGV[1])
+    redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+return {kept, started}
+"""
+
 # KEYS[1]: the index; ARGV[1]: how many to keep; ARGV[2]: the report key prefix.
 _TRIM = """
 local old = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
 for _, id in ipairs(old) do
     local key = ARGV[2] .. id
-    if redis.call('HEXISTS', key, 'finished') == 1 or redis.call('EXISTS', key) == 0 then
-        redis.call('DEL', key, key .. ':deliveries')
-        redis.call('ZREM', KEYS[1], id)
-    end
+    redis.call('DEL', key, key .. ':deliveries')
+    redis.call('ZREM', KEYS[1], id)
 end
 return #old
 """
 
-_job = msgspec.json.Decoder(Job)
+encode_job = msgspec.msgpack.Encoder().encode
+decode_job = msgspec.msgpack.Decoder(Job).decode
 _encode = msgspec.json.Encoder().encode
 _names = msgspec.json.Decoder(list[str])
 _delivery = msgspec.json.Decoder(Delivery)
@@ -124,130 +177,126 @@ class Broadcaster:
         self,
         redis: aioredis.Redis,
         registry: Registry,
-        forwarder: Forwarder,
         settings: Settings,
         policy: Policy,
+        notify: Callable[[bool], None],
     ) -> None:
         self.redis = redis
         self.registry = registry
-        self.forwarder = forwarder
         self.settings = settings
         self.policy = policy
-        self.hub_party = (settings.country_code, settings.party_id)
+        # On every push: this process's delivery workers look at once (and, when a receiver
+        # platform got its first cursor, the engine starts a worker for it).
+        self.notify = notify
+        self._accept = redis.register_script(_ACCEPT)
         self._trim = redis.register_script(_TRIM)
-        self.queue = WorkQueue(
-            redis, Keys.broadcast_queue, GROUP, self._handle, settings.broadcast_claim_idle
-        )
 
     # -- accepting ---------------------------------------------------------------------------
 
-    async def accept(self, job: Job, queue: bool = True) -> None:
-        """Record the broadcast and (unless delivered inline) queue it, in one round trip."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(Keys.broadcast(job.id), "job", msgspec.json.encode(job))
-            pipe.expire(Keys.broadcast(job.id), REPORT_TTL)
-            pipe.zadd(Keys.broadcasts, {job.id: job.accepted.timestamp()})
-            if queue:
-                pipe.xadd(Keys.broadcast_queue, {"id": job.id})
-            await pipe.execute()
-        await self._forget_oldest()
-        log.info("broadcast accepted", broadcast_id=job.id, module=job.module, method=job.method)
-
-    async def _forget_oldest(self) -> None:
-        """Beyond the newest KEEP, finished reports go at once (not after REPORT_TTL): at a
-        few broadcasts a second they would otherwise hold millions of keys. One still being
-        delivered stays until it finishes and a later broadcast trims it."""
+    async def accept(self, job: Job, snapshot: Snapshot, remember: bool = True) -> None:
+        """Record the push, its report and (``remember``) the object's latest state, in one
+        atomic step: a push the sender was told about is never half recorded."""
+        lane = lane_of(job.suffix)
+        state = ""
+        if remember:
+            root = job.method in ("PUT", "DELETE") and len(segments(job.suffix)) <= 3
+            state = "reset" if root else "append"
+        for _ in range(5):
+            receivers, left_out = self._receivers(job, snapshot)
+            kept, started = await self._accept(
+                keys=[
+                    Keys.pushes,
+                    Keys.push_count,
+                    Keys.broadcast(job.id),
+                    Keys.broadcasts,
+                    Keys.latest(job.module, lane),
+                    Keys.delivery_cursors,
+                    Keys.delivery_cursor_times,
+                    Keys.generation,
+                ],
+                args=[
+                    encode_job(job),
+                    encode_job(_slim(job)),
+                    job.accepted.timestamp(),
+                    REPORT_TTL,
+                    state,
+                    LATEST_TTL,
+                    len(receivers),
+                    _encode(left_out),
+                    job.id,
+                    now().isoformat(),
+                    snapshot.generation,
+                    *sorted({platform.id for _, platform, _ in receivers}),
+                ],
+            )
+            if int(kept) >= 0:
+                break
+            snapshot = await self.registry.refresh_if_stale()  # parties connected meanwhile
+        else:
+            raise StoreUnavailable("the registry kept changing while a broadcast was accepted")
+        self.notify(bool(started))
+        if int(kept) > LATEST_FOLD:
+            await self._fold_latest(job.module, lane)
         await self._trim(keys=[Keys.broadcasts], args=[KEEP, Keys.broadcast("")])
+        log.info(
+            "broadcast accepted",
+            broadcast_id=job.id,
+            module=job.module,
+            method=job.method,
+            receivers=len(receivers),
+        )
 
-    # -- delivering --------------------------------------------------------------------------
-
-    async def deliver(self, job: Job) -> list[Delivery]:
-        """Deliver to every receiver not delivered to yet; returns this run's deliveries."""
-        snapshot = await self.registry.refresh_if_stale()  # parties connected since it was cached
+    def _receivers(self, job: Job, snapshot: Snapshot) -> tuple[list[Receiver], list[str]]:
+        """The parties a push goes to, and those left out for want of an agreement."""
         candidates = broadcast_receivers(
             snapshot, module_facts(job.module), job.sender_platform, job.sender_role
         )
-        targets = [
-            t for t in candidates if self.policy.allows(snapshot, job.sender, t[0].code, job.module)
+        if job.target is not None:
+            candidates = [c for c in candidates if c[0].key == job.target]
+        receivers = [
+            c for c in candidates if self.policy.allows(snapshot, job.sender, c[0].code, job.module)
         ]
-        left_out = sorted("/".join(t[0].code) for t in candidates if t not in targets)
-        done = {k.decode() for k in await self.redis.hkeys(Keys.deliveries(job.id))}
-        meta = {"receivers": len(targets), "not_entitled": _encode(left_out)}
-        await self.redis.hset(Keys.broadcast(job.id), mapping=meta)
-        slots = asyncio.Semaphore(CONCURRENCY)
+        return receivers, sorted("/".join(c[0].code) for c in candidates if c not in receivers)
 
-        async def one(party: Party, platform: Platform, endpoint: str) -> Delivery:
-            async with slots:
-                delivery = await self._deliver_one(job, party, platform, endpoint)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                # Expires with each write: a broadcast given up on leaves no report forever.
-                pipe.hset(Keys.deliveries(job.id), party_field(party.key), _encode(delivery))
-                pipe.expire(Keys.deliveries(job.id), REPORT_TTL)
-                await pipe.execute()
-            return delivery
-
-        results = await asyncio.gather(
-            *(one(*t) for t in targets if party_field(t[0].key) not in done)
-        )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(Keys.broadcast(job.id), "finished", now().isoformat())
-            # The body is delivered; the report keeps what it shows, not the payload.
-            pipe.hset(Keys.broadcast(job.id), "job", msgspec.json.encode(_slim(job)))
-            pipe.expire(Keys.deliveries(job.id), REPORT_TTL)
-            await pipe.execute()
-        failed = sum(not d.ok for d in results)
-        log.info("broadcast delivered", broadcast_id=job.id, receivers=len(targets), failed=failed)
-        return list(results)
-
-    async def _deliver_one(
-        self, job: Job, party: Party, platform: Platform, endpoint: str
-    ) -> Delivery:
-        """Party to Party Broadcast Push: from = the hub, to = this receiver, a new
-        X-Request-ID each, the same X-Correlation-ID; the same method, path and body."""
-        # transport_and_format "Request format": a body goes with Content-Type application/json.
-        content_type = job.content_type or ("application/json" if job.body else None)
-        incoming = {"Content-Type": content_type} if content_type else {}
-        out = self.forwarder.outgoing_headers(
-            incoming,
-            platform,
-            job.correlation_id,
-            routing_headers(self.hub_party, (party.country_code, party.party_id)),
-        )
-        url = join_url(endpoint, job.suffix, job.query)
-        began = time.perf_counter()
-        status_code = http_status = None
-        error = None
-        try:
-            http_status, _, answer = await self.forwarder.fetch(
-                platform, job.method, url, out, job.body, background=True
+    async def replay(self, letter: DeadLetter, snapshot: Snapshot) -> list[str]:
+        """Send the dead letter's receiver the latest state the hub holds of its object, as
+        pushes for that receiver only, in order behind anything already on its way to it.
+        Returns the new pushes' ids (none when the hub holds no state of the object)."""
+        ids = []
+        for job in await self.latest(letter.module, lane_of(letter.path)):
+            replayed = msgspec.structs.replace(
+                job,
+                id=uuid.uuid4().hex,
+                correlation_id=new_message_id(),
+                accepted=now(),
+                target=letter.party_key,
             )
-            status_code = status_code_of(answer)
-        except BadJson:
-            status_code, error = StatusCode.HUB_ERROR, "answer is not an OCPI response"
-        except OcpiError as exc:
-            status_code, error = exc.status_code, exc.message
-        except Exception as exc:  # a broken answer must not stop the other deliveries
-            status_code, error = StatusCode.HUB_ERROR, str(exc) or type(exc).__name__
-        return Delivery(
-            country_code=party.country_code,
-            party_id=party.party_id,
-            role=party.role,
-            platform_id=platform.id,
-            status_code=int(status_code) if status_code is not None else None,
-            http_status=http_status,
-            latency_ms=round((time.perf_counter() - began) * 1000, 2),
-            error=error,
-        )
+            await self.accept(replayed, snapshot, remember=False)
+            ids.append(replayed.id)
+        return ids
 
-    # -- the work queue ----------------------------------------------------------------------
+    # -- latest state ------------------------------------------------------------------------
 
-    async def _handle(self, fields: Fields) -> None:
-        raw, finished = await self.redis.hmget(
-            Keys.broadcast(fields[b"id"].decode()), ["job", "finished"]
-        )
-        # Gone (expired or trimmed), or finished by a process that died before it acked.
-        if raw is not None and finished is None:
-            await self.deliver(_job.decode(raw))
+    async def latest(self, module: str, lane: str) -> list[Job]:
+        """The pushes that make up an object's latest state, folded (oldest first)."""
+        raw = await self.redis.lrange(Keys.latest(module, lane), 0, -1)
+        jobs = [decode_job(item) for item in raw]
+        return [_as_job(step.newest, step.method, step.body) for step in fold(jobs)]
+
+    async def _fold_latest(self, module: str, lane: str) -> None:
+        """Replace an object's pushes by their fold, unless a push arrived meanwhile (then
+        the next one folds)."""
+        key = Keys.latest(module, lane)
+
+        async def replace(pipe: aioredis.client.Pipeline) -> None:
+            raw = await pipe.lrange(key, 0, -1)
+            steps = fold(decode_job(item) for item in raw)
+            pipe.multi()
+            pipe.delete(key)
+            pipe.rpush(key, *(encode_job(_as_job(s.newest, s.method, s.body)) for s in steps))
+            pipe.expire(key, LATEST_TTL)
+
+        await self.redis.transaction(replace, key)
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -255,11 +304,10 @@ class Broadcaster:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(Keys.broadcast(broadcast_id)).hvals(Keys.deliveries(broadcast_id))
             meta, deliveries = await pipe.execute()
-        if not meta:
+        if b"job" not in meta:
             return None
-        job = _job.decode(meta[b"job"])
+        job = decode_job(meta[b"job"])
         finished = meta.get(b"finished")
-        receivers = meta.get(b"receivers")
         not_entitled = meta.get(b"not_entitled")
         return Report(
             id=job.id,
@@ -268,18 +316,35 @@ class Broadcaster:
             path=job.suffix,
             sender="/".join(job.sender),
             accepted=job.accepted,
-            receivers=int(receivers) if receivers is not None else None,
+            receivers=int(meta[b"receivers"]),
             not_entitled=_names.decode(not_entitled) if not_entitled else [],
             finished=datetime.fromisoformat(finished.decode()) if finished else None,
             deliveries=sorted(
                 (_delivery.decode(d) for d in deliveries),
                 key=lambda d: (d.country_code, d.party_id, d.role),
             ),
+            **{outcome: int(meta.get(outcome.encode(), 0)) for outcome in OUTCOMES},
         )
+
+    async def wait(self, broadcast_id: str, deadline: float) -> Report | None:
+        """The report once every receiver platform is done with the push, or as it stands
+        after ``deadline`` seconds (BROADCAST_WAIT)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + deadline
+        while loop.time() < ends:
+            if await self.redis.hexists(Keys.broadcast(broadcast_id), "finished"):
+                break
+            await asyncio.sleep(0.01)
+        return await self.report(broadcast_id)
 
     async def recent(self, count: int = 100) -> list[str]:
         return [i.decode() for i in await self.redis.zrevrange(Keys.broadcasts, 0, count - 1)]
 
 
 def _slim(job: Job) -> Job:
+    """What the report keeps: not the payload."""
     return msgspec.structs.replace(job, body=b"", query="")
+
+
+def _as_job(job: Job, method: str, body: bytes) -> Job:
+    return msgspec.structs.replace(job, method=method, body=body)

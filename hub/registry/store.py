@@ -47,7 +47,12 @@ class Keys:
     last_seen = PREFIX + "last-seen"
     alive_checked = PREFIX + "alive-checked"
     clientinfo_queue = PREFIX + "clientinfo-queue"
-    broadcast_queue = PREFIX + "broadcast-queue"
+    pushes = PREFIX + "pushes"
+    push_count = PREFIX + "pushes:count"
+    delivery_cursors = PREFIX + "delivery-cursors"
+    delivery_cursor_times = PREFIX + "delivery-cursor-times"
+    delivery_workers = PREFIX + "delivery-workers"
+    dead_letters = PREFIX + "dead-letters"
     agreements = PREFIX + "agreements"
     broadcasts = PREFIX + "broadcasts"
 
@@ -70,6 +75,18 @@ class Keys:
     @staticmethod
     def deliveries(broadcast_id: str) -> str:
         return f"{PREFIX}broadcast:{broadcast_id}:deliveries"
+
+    @staticmethod
+    def delivery_lease(platform_id: str) -> str:
+        return f"{PREFIX}delivery-lease:{platform_id}"
+
+    @staticmethod
+    def delivery_stats(platform_id: str) -> str:
+        return f"{PREFIX}delivery-stats:{platform_id}"
+
+    @staticmethod
+    def latest(module: str, lane: str) -> str:
+        return f"{PREFIX}latest:{module}:{lane}"
 
     @staticmethod
     def relay(kind: str, relay_id: str) -> str:
@@ -106,7 +123,15 @@ SCHEMA = (
     KeySpec(Keys.alive_checked, "hash", "background.alive", "id -> unix time; per platform"),
     KeySpec(Keys.alive_lease("*"), "string", "background.alive", "a lease", expires=True),
     KeySpec(Keys.clientinfo_queue, "stream", "registry.writer", "entries deleted once pushed"),
-    KeySpec(Keys.broadcast_queue, "stream", "background.broadcast", "entries deleted once done"),
+    KeySpec(Keys.pushes, "stream", "background.broadcast", "trimmed below every cursor"),
+    KeySpec(Keys.push_count, "string", "background.broadcast", "a counter"),
+    KeySpec(Keys.delivery_cursors, "hash", "background.delivery", "one per receiver platform"),
+    KeySpec(Keys.delivery_cursor_times, "zset", "background.delivery", "one per receiver"),
+    KeySpec(Keys.delivery_workers, "zset", "background.engine", "live processes only"),
+    KeySpec(Keys.delivery_lease("*"), "string", "background.engine", "a lease", expires=True),
+    KeySpec(Keys.delivery_stats("*"), "hash", "background.delivery", "six counters a platform"),
+    KeySpec(Keys.dead_letters, "stream", "background.delivery", "capped at DEAD_LETTERS"),
+    KeySpec(Keys.latest("*", "*"), "list", "background.broadcast", "LATEST_TTL", expires=True),
     KeySpec(Keys.broadcasts, "zset", "background.broadcast", "trimmed to the newest KEEP"),
     KeySpec(Keys.deliveries("*"), "hash", "background.broadcast", "REPORT_TTL", expires=True),
     KeySpec(Keys.broadcast("*"), "hash", "background.broadcast", "REPORT_TTL", expires=True),

@@ -163,7 +163,6 @@ async def list_broadcasts(request: Request) -> Response:
         rows.append(
             {
                 **{f: getattr(report, f) for f in report.__struct_fields__ if f != "deliveries"},
-                "delivered": sum(d.ok for d in report.deliveries),
                 "failed": sum(not d.ok for d in report.deliveries),
             }
         )
@@ -171,7 +170,8 @@ async def list_broadcasts(request: Request) -> Response:
 
 
 async def get_broadcast(request: Request) -> Response:
-    """One broadcast: per receiver its status code, HTTP status, latency and error."""
+    """One broadcast: its outcome counts, and per delivery made its status code, HTTP
+    status, latency and error."""
     require_admin(request)
     report = await runtime(request).broadcaster.report(request.path_params["broadcast_id"])
     if report is None:
