@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     delivery_backoff: Annotated[float, msgspec.Meta(ge=0)] = 0.5
     delivery_failures_check: Annotated[int, msgspec.Meta(ge=1)] = 5
     delivery_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    deliveries_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 32
     delivery_drop_identical: bool = True
     get_all_partial: bool = False
     routing_policy: Literal["open", "agreements"] = "open"

@@ -16,6 +16,7 @@ from hub.background.clientinfo import ClientInfoPusher
 from hub.background.deadletters import DeadLetters
 from hub.background.delivery import Services
 from hub.background.engine import DeliveryEngine
+from hub.background.pushlog import PushLog
 from hub.background.tasks import cancel_and_wait
 from hub.background.workqueue import WorkQueue
 from hub.config import Settings
@@ -139,6 +140,8 @@ class Runtime:
                 policy,
                 self.party,
                 self._alive.check_soon,
+                asyncio.Semaphore(self.settings.deliveries_in_flight),
+                PushLog(self.redis),
             )
         )
         self._broadcaster = Broadcaster(

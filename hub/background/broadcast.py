@@ -188,6 +188,8 @@ class Broadcaster:
         # On every push: this process's delivery workers look at once (and, when a receiver
         # platform got its first cursor, the engine starts a worker for it).
         self.notify = notify
+        self._chosen_at: Snapshot | None = None
+        self._chosen: dict[tuple[str, str, Role], list[Receiver]] = {}
         self._accept = redis.register_script(_ACCEPT)
         self._trim = redis.register_script(_TRIM)
 
@@ -248,11 +250,19 @@ class Broadcaster:
 
     def _receivers(self, job: Job, snapshot: Snapshot) -> tuple[list[Receiver], list[str]]:
         """The parties a push goes to, and those left out for want of an agreement."""
-        candidates = broadcast_receivers(
-            snapshot, module_facts(job.module), job.sender_platform, job.sender_role
-        )
+        if snapshot is not self._chosen_at:  # candidates depend on the registry only
+            self._chosen_at, self._chosen = snapshot, {}
+        key = (job.module, job.sender_platform, job.sender_role)
+        candidates = self._chosen.get(key)
+        if candidates is None:
+            facts = module_facts(job.module)
+            candidates = self._chosen[key] = broadcast_receivers(
+                snapshot, facts, job.sender_platform, job.sender_role
+            )
         if job.target is not None:
             candidates = [c for c in candidates if c[0].key == job.target]
+        if self.policy.open:
+            return candidates, []
         receivers = [
             c for c in candidates if self.policy.allows(snapshot, job.sender, c[0].code, job.module)
         ]

@@ -19,7 +19,6 @@ A step that merged nothing keeps its body byte for byte.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -45,15 +44,25 @@ class Push(Protocol):
 P = TypeVar("P", bound=Push)
 
 
-@dataclass
 class Step(Generic[P]):
     """One delivery: the pushes it stands for (oldest first) and what it sends."""
 
-    method: str
-    suffix: str
-    query: str
-    body: bytes
-    pushes: list[P] = field(default_factory=list)
+    __slots__ = ("_body", "_fields", "method", "path", "pushes", "query", "suffix")
+
+    def __init__(self, push: P) -> None:
+        self.method = push.method
+        self.suffix = push.suffix
+        self.query = push.query
+        self.path = segments(push.suffix)
+        self.pushes = [push]
+        self._body: bytes | None = push.body
+        self._fields: dict[str, Any] | None = None  # a merged body, encoded when sent
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = _encode(self._fields)
+        return self._body
 
     @property
     def merged(self) -> bool:
@@ -62,6 +71,25 @@ class Step(Generic[P]):
     @property
     def newest(self) -> P:
         return self.pushes[-1]
+
+    def absorb(self, push: P) -> bool:
+        """Take ``push`` into this step; False when the two cannot be one request."""
+        if push.method in ("PUT", "DELETE"):
+            self.method, self._body, self._fields = push.method, push.body, None
+        elif push.method == "PATCH" and self.method in ("PUT", "PATCH"):
+            earlier = self._fields if self._fields is not None else _object(self.body)
+            later = _object(push.body)
+            if earlier is None or later is None:
+                return False
+            newest = _newest(earlier.get("last_updated"), later.get("last_updated"))
+            earlier.update(later)
+            if newest is not None:
+                earlier["last_updated"] = newest
+            self._fields, self._body = earlier, None
+        else:
+            return False
+        self.pushes.append(push)
+        return True
 
 
 def segments(suffix: str) -> tuple[str, ...]:
@@ -78,44 +106,24 @@ def fold(pushes: Iterable[P]) -> list[Step[P]]:
     steps: list[Step[P]] = []
     for push in pushes:
         target = _mergeable_step(steps, push)
-        if target is None:
-            steps.append(Step(push.method, push.suffix, push.query, push.body, [push]))
-            continue
-        merged = _merge(target, push)
-        if merged is None:
-            steps.append(Step(push.method, push.suffix, push.query, push.body, [push]))
-        else:
-            steps[steps.index(target)] = merged
+        if target is None or not target.absorb(push):
+            steps.append(Step(push))
     return steps
 
 
 def _mergeable_step(steps: Sequence[Step[P]], push: P) -> Step[P] | None:
     """The latest step for the same URL, unless a step for a URL above or below it came
     after it (merging would move one across the other)."""
+    if steps and steps[-1].suffix == push.suffix:  # the common case, without splitting
+        return steps[-1] if steps[-1].query == push.query else None
     path = segments(push.suffix)
     for step in reversed(steps):
-        other = segments(step.suffix)
+        other = step.path
         if other == path:
             return step if step.query == push.query else None
         if path[: len(other)] == other or other[: len(path)] == path:
             return None
     return None
-
-
-def _merge(step: Step[P], push: P) -> Step[P] | None:
-    """``step`` followed by ``push`` as one step; None when they cannot be one."""
-    if push.method in ("PUT", "DELETE"):
-        return Step(push.method, push.suffix, push.query, push.body, [*step.pushes, push])
-    if push.method != "PATCH" or step.method not in ("PUT", "PATCH"):
-        return None
-    earlier, later = _object(step.body), _object(push.body)
-    if earlier is None or later is None:
-        return None
-    merged = {**earlier, **later}
-    newest = _newest(earlier.get("last_updated"), later.get("last_updated"))
-    if newest is not None:
-        merged["last_updated"] = newest
-    return Step(step.method, step.suffix, step.query, _encode(merged), [*step.pushes, push])
 
 
 def _object(body: bytes) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from hub.background.delivery import Cursor, ReceiverWorker, Services
+from hub.background.pushlog import stream_id
 from hub.background.tasks import cancel_and_wait
 from hub.logs import get_logger
 from hub.registry.store import Keys
@@ -130,6 +131,9 @@ class DeliveryEngine:
             free = [p for p in platforms if p not in self.workers]
             random.shuffle(free)
             await self._take(free[: share - len(active)])
+        cursors = [w.cursor.entry for w in self.workers.values() if w.cursor is not None]
+        if cursors:
+            self.services.log.forget_through(min(cursors, key=stream_id))
         if moment - self._trimmed_at > 5:
             self._trimmed_at = moment
             await self._trim()

@@ -31,6 +31,7 @@ SCENARIOS = {
     "broadcast": "broadcast",
     "getall": "get_all",
     "agreements": "agreements",
+    "storm": "status_storm",
 }
 
 LEGEND = (

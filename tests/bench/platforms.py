@@ -8,7 +8,11 @@ hubclientinfo RECEIVER, so that seeding 10,000 parties does not cost 100,000 Cli
 pushes the bench would have to wait out; every other platform does. Answers are
 precomputed bytes so that the fake costs as little as possible on both the direct and the
 routed path. Receiver calls are counted per object id and receiving party, with the
-system-wide monotonic time of the last arrival, for the broadcast scenario.
+system-wide monotonic time of the last arrival, for the broadcast scenario. EVSE pushes
+(``/locations/receiver/{cc}/{pid}/{location}/{evse}``) are held per receiving party as the
+storm scenario's receivers: the ``last_updated`` each one holds, every arrival (what it
+held before, what it holds now, the wall-clock time) and each arrival older than the one
+it held (an order violation).
 
 A separate process keeps the fake's event loop apart from the hub's and the load client's.
 """
@@ -60,6 +64,7 @@ class Platforms:
         self._pages: dict[tuple[str, int, int], bytes] = {}
         # object id -> (receiving parties seen, monotonic time of the last arrival)
         self.arrivals: dict[str, tuple[set[str], float]] = {}
+        self.storm = Storm()
 
     def platform_url(self, name: str) -> str:
         return f"{self.base}/p/{name}"
@@ -67,7 +72,7 @@ class Platforms:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith("/bench/"):
-            return self._control(request, path[len("/bench/") :])
+            return await self._control(request, path[len("/bench/") :])
         parts = path.split("/", 3)  # "", "p", name, rest
         if len(parts) < 4 or parts[1] != "p":
             return web.Response(status=404)
@@ -105,8 +110,10 @@ class Platforms:
             if request.query.get("page") == "big":
                 return web.Response(body=self._big_page, content_type=JSON)
             return self._list(request, name)
-        await request.read()
-        if request.method == "PATCH":
+        body = await request.read()
+        if rest.count("/") == 4:  # receiver/{cc}/{pid}/{location}/{evse}
+            self.storm.arrived(_party(request), rest.split("/", 1)[1], body)
+        elif request.method == "PATCH":
             self._arrived(rest.rsplit("/", 1)[-1], request)
         return web.Response(body=self._ok, content_type=JSON)
 
@@ -127,18 +134,20 @@ class Platforms:
         return web.Response(body=body, content_type=JSON, headers=headers)
 
     def _arrived(self, object_id: str, request: web.BaseRequest) -> None:
-        party = "{}/{}".format(
-            request.headers.get("OCPI-to-country-code", ""),
-            request.headers.get("OCPI-to-party-id", ""),
-        )
+        party = _party(request)
         seen = self.arrivals.get(object_id)
         parties = seen[0] if seen is not None else set()
         parties.add(party)
         self.arrivals[object_id] = (parties, time.monotonic())
 
-    def _control(self, request: web.BaseRequest, what: str) -> web.Response:
+    async def _control(self, request: web.BaseRequest, what: str) -> web.Response:
         if what == "ping":
             return web.Response(body=b"{}", content_type=JSON)
+        if what.startswith("storm/"):
+            return web.Response(
+                body=data.encode(self.storm.control(what[6:], await request.read())),
+                content_type=JSON,
+            )
         if what.startswith("arrivals/"):
             parties, last = self.arrivals.get(what[len("arrivals/") :], (set(), 0.0))
             return web.Response(
@@ -148,6 +157,53 @@ class Platforms:
             self.arrivals.clear()
             return web.Response(body=b"{}", content_type=JSON)
         return web.Response(status=404)
+
+
+def _party(request: web.BaseRequest) -> str:
+    return "{}/{}".format(
+        request.headers.get("OCPI-to-country-code", ""),
+        request.headers.get("OCPI-to-party-id", ""),
+    )
+
+
+class Storm:
+    """The storm scenario's receivers: per (party, EVSE) the ``last_updated`` held."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.held: dict[tuple[str, str], tuple[str, float]] = {}  # -> (last_updated, at)
+        self.log: list[tuple[str, str, str, str, float]] = []  # party, evse, before, now, at
+        self.violations = 0
+        self.expected: dict[str, str] = {}
+
+    def arrived(self, party: str, evse: str, body: bytes) -> None:
+        now = time.time()
+        stamp = data.decode(body)["last_updated"]
+        before = self.held.get((party, evse), ("", 0.0))[0]
+        if stamp < before:
+            self.violations += 1
+        self.held[(party, evse)] = (stamp, now)
+        self.log.append((party, evse, before, stamp, now))
+
+    def control(self, what: str, body: bytes) -> dict[str, Any]:
+        if what == "reset":
+            self.reset()
+            return {}
+        if what == "expect":  # {evse: the last_updated every party must end with}
+            self.expected = data.decode(body)
+            return {}
+        if what == "converged":
+            done = [
+                at
+                for (_, evse), (stamp, at) in self.held.items()
+                if self.expected.get(evse) == stamp
+            ]
+            return {"pairs": len(done), "last": max(done, default=0.0)}
+        if what == "log":
+            return {"log": self.log, "violations": self.violations}
+        return {"error": what}
 
 
 class _Server(web.Server):

@@ -20,7 +20,7 @@ import aiohttp
 import redis
 
 from hub.redis_server import EmbeddedRedis
-from tests.bench import data
+from tests.bench import data, storm
 from tests.bench.load import Call, Run, closed_loop, fixed_count
 from tests.bench.platforms import BIG_PAGE
 from tests.bench.procs import (
@@ -759,6 +759,9 @@ class Bench:
             total += len(page.get("data") or [])
             url = str(following["url"]) if following else None
         return total
+
+    async def status_storm(self) -> None:
+        await storm.run(self)
 
     async def _unsupported(self, call: Call) -> str:
         """Why the hub cannot do what ``call`` asks yet, or "" when it answers 1000."""
