@@ -131,7 +131,8 @@ PLATFORM_COLUMNS = ("id", "name", "state", "version", "versions_url")
 
 
 def platforms_add(args: argparse.Namespace) -> int:
-    data = _client(args).call("POST", "/admin/platforms", {"name": args.name})
+    body = {"name": args.name, **({"version": args.version} if args.version else {})}
+    data = _client(args).call("POST", "/admin/platforms", body)
     return _output(args, data, ("id", "name", "token_a", "versions_url"))
 
 
@@ -234,7 +235,7 @@ def agreements_import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hub", description="OCPI 2.3.0 roaming hub")
+    parser = argparse.ArgumentParser(prog="hub", description="OCPI 2.3.0 and 2.2.1 roaming hub")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_cmd = commands.add_parser("serve", help="run the hub (settings: config/hub.toml, HUB_*)")
@@ -252,9 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     platforms = commands.add_parser("platforms", help="manage platforms").add_subparsers(
         dest="action", required=True
     )
-    admin_command(
+    add_platform = admin_command(
         platforms, "add", platforms_add, "create a platform and its token A"
-    ).add_argument("name")
+    )
+    add_platform.add_argument("name")
+    add_platform.add_argument(
+        "--version",
+        choices=["2.3.0", "2.2.1"],
+        help="hand it a versions URL listing only this version (strict 2.2.1 parsers)",
+    )
     admin_command(platforms, "list", platforms_list, "list platforms")
     connect = admin_command(
         platforms, "connect", platforms_connect, "register the hub with a platform (hub as Sender)"

@@ -17,13 +17,14 @@ from hub.background.broadcast import Broadcaster, Job, Report, may_broadcast
 from hub.config import Settings
 from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
 from hub.ocpi.headers import routing_headers
-from hub.ocpi.models import InterfaceRole, ModuleID
+from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
 from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.routing.authorize import Authorizer, ema_id_owner, is_authorize
+from hub.routing.crossing import flow, untranslated
 from hub.routing.decide import (
     WRITES,
     Scenario,
@@ -100,6 +101,14 @@ class Dispatcher:
             if not entitlement.allowed:
                 raise OcpiError(StatusCode.UNKNOWN_RECEIVER, entitlement.reason)
         direct = route_direct(snapshot, facts, interface, receiver)
+        theirs = direct.platform.version
+        source, target = flow(request.method, request.version, theirs or VERSION)
+        reason = untranslated(facts.id, source, target, request.suffix)
+        if reason is not None:
+            raise OcpiError(
+                StatusCode.HUB_ERROR,
+                f"receiver {'/'.join(receiver)} speaks OCPI {theirs}: {reason}",
+            )
         hop = Hop(
             module=facts.id,
             interface=interface,
@@ -142,6 +151,7 @@ class Dispatcher:
             sender_platform=request.platform.id,
             correlation_id=request.correlation_id,
             accepted=now(),
+            version=request.version,
         )
         self._learn(request, None)
         reply = routing_headers(self.hub_party, request.sender)

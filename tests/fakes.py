@@ -75,6 +75,7 @@ class FakePlatform:
     raw_token: bool = False  # expects and sends the token unencoded (legacy peer)
     lists_credentials: bool = True  # whether its details list a credentials endpoint
     versions: list[str] = field(default_factory=lambda: ["2.2.1", "2.3.0"])
+    version: str = "2.3.0"  # the version it registers with the hub in (and serves details of)
     received: list[Received] = field(default_factory=list)
     inbound_tokens: set[str] = field(default_factory=set)  # tokens the hub may call us with
     hub_token: str | None = None  # the token we call the hub with
@@ -117,7 +118,7 @@ class FakePlatform:
         return f"{self.url}/ocpi/versions"
 
     def endpoint_url(self, module: str, role: str) -> str:
-        return f"{self.url}/ocpi/2.3.0/{module}/{role.lower()}"
+        return f"{self.url}/ocpi/{self.version}/{module}/{role.lower()}"
 
     def roles(self) -> list[dict[str, Any]]:
         return [
@@ -133,17 +134,21 @@ class FakePlatform:
     def credentials(self, token: str) -> dict[str, Any]:
         return {"token": token, "url": self.versions_url, "roles": self.roles()}
 
-    def calls(self, path_prefix: str = "/ocpi/2.3.0/", method: str | None = None) -> list[Received]:
-        """What arrived under ``path_prefix``, ClientInfo pushes left out (see client_infos)."""
+    def calls(self, path_prefix: str | None = None, method: str | None = None) -> list[Received]:
+        """What arrived under ``path_prefix`` (its version's tree unless given), ClientInfo
+        pushes left out (see client_infos)."""
+        prefix = path_prefix or f"/ocpi/{self.version}/"
         return [
             r
             for r in self.received
-            if r.path.startswith(path_prefix)
+            if r.path.startswith(prefix)
             and (method is None or r.method == method)
             and not r.path.startswith(self.CLIENT_INFO)
         ]
 
-    CLIENT_INFO = "/ocpi/2.3.0/hubclientinfo/"
+    @property
+    def CLIENT_INFO(self) -> str:
+        return f"/ocpi/{self.version}/hubclientinfo/"
 
     def client_infos(self) -> list[dict[str, Any]]:
         """The ClientInfo objects pushed to us, in arrival order."""
@@ -189,7 +194,7 @@ class FakePlatform:
             if self.versions_handler is not None:
                 return await self.versions_handler(received, request)
             return ocpi([{"version": v, "url": f"{self.url}/ocpi/{v}"} for v in self.versions])
-        if path == "/ocpi/2.3.0":
+        if path == f"/ocpi/{self.version}":
             endpoints = [
                 {"identifier": m, "role": r, "url": self.endpoint_url(m, r)}
                 for m, r in self.modules
@@ -197,8 +202,8 @@ class FakePlatform:
             if self.lists_credentials:
                 credentials = {"identifier": "credentials", "role": "SENDER"}
                 endpoints.insert(0, {**credentials, "url": self.credentials_url})
-            return ocpi({"version": "2.3.0", "endpoints": endpoints})
-        if path == "/ocpi/2.3.0/credentials":
+            return ocpi({"version": self.version, "endpoints": endpoints})
+        if path == self.credentials_url.removeprefix(self.url):
             return await self._credentials(received, request)
         if path.startswith(self.CLIENT_INFO):
             if self.client_info_handler is not None:
@@ -210,7 +215,7 @@ class FakePlatform:
 
     @property
     def credentials_url(self) -> str:
-        return f"{self.url}/ocpi/2.3.0/credentials"
+        return f"{self.url}/ocpi/{self.version}/credentials"
 
     async def _credentials(self, received: Received, request: web.Request) -> web.StreamResponse:
         """We are the Receiver: the hub registers with us using the token A we issued."""
@@ -266,7 +271,7 @@ class FakePlatform:
         async with http.get(versions_url, headers=token_header(token_a)) as response:
             assert response.status == 200, await response.text()
             versions = (await response.json())["data"]
-        details_url = next(v["url"] for v in versions if v["version"] == "2.3.0")
+        details_url = next(v["url"] for v in versions if v["version"] == self.version)
         async with http.get(details_url, headers=token_header(token_a)) as response:
             endpoints = (await response.json())["data"]["endpoints"]
         credentials_url = next(e["url"] for e in endpoints if e["identifier"] == "credentials")

@@ -13,6 +13,9 @@ from typing import Annotated
 import msgspec
 
 VERSION = "2.3.0"
+V2_2_1 = "2.2.1"
+# The versions the hub speaks, newest first: of those both sides offer, the first is used.
+VERSIONS = (VERSION, V2_2_1)
 
 CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$", description="2 letters")]
 PartyId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{3}$", description="3 letters/digits")]
@@ -30,6 +33,7 @@ class Role(StrEnum):
     OTHER = "OTHER"
     SCSP = "SCSP"
     PTP = "PTP"  # the Payments module's terminal provider; not in the 2.3.0 Role enum
+    HUB = "HUB"  # 2.2.1 only (types "Role"): how a hub names itself; never a routable party
 
     @property
     def outward(self) -> Role:
@@ -86,6 +90,17 @@ FUNCTIONAL_MODULES = (
     ModuleID.BOOKINGS,
     ModuleID.PAYMENTS,
 )
+
+
+# Modules that exist only from 2.3.0 on: a 2.2.1 platform is never offered them.
+_SINCE_2_3_0 = (ModuleID.BOOKINGS, ModuleID.PAYMENTS)
+
+
+def modules_of(version: str) -> tuple[str, ...]:
+    """The functional modules of ``version`` (2.2.1 "ModuleID" is a closed enum)."""
+    if version == V2_2_1:
+        return tuple(m for m in FUNCTIONAL_MODULES if m not in _SINCE_2_3_0)
+    return FUNCTIONAL_MODULES
 
 
 class Version(msgspec.Struct):

@@ -17,12 +17,12 @@ from hub.ocpi.auth import authorization_header
 from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.envelope import Envelope, OcpiError
 from hub.ocpi.models import (
-    FUNCTIONAL_MODULES,
-    VERSION,
+    VERSIONS,
     Endpoint,
     ModuleID,
     Version,
     VersionDetails,
+    modules_of,
 )
 from hub.ocpi.status import StatusCode
 from hub.outbound import refused
@@ -112,18 +112,22 @@ class PlatformClient:
         except msgspec.ValidationError as exc:
             raise _unusable(f"{method} {url} answered data that is not valid: {exc}") from None
 
-    async def negotiate(self, versions_url: str) -> Negotiated:
-        """Versions -> 2.3.0 details; checks what the hub needs from every platform."""
+    async def negotiate(self, versions_url: str, wanted: str | None = None) -> Negotiated:
+        """Versions -> details of ``wanted`` (the version whose credentials endpoint the
+        platform called), or of the newest version both sides speak; checks what the hub
+        needs from every platform."""
         versions = await self.call("GET", versions_url, list[Version])
-        offered = [v.version for v in versions]
-        chosen = next((v for v in versions if v.version == VERSION), None)
-        if chosen is None:
+        offered = {v.version: v for v in versions}
+        mutual = [v for v in VERSIONS if v in offered and wanted in (None, v)]
+        if not mutual:
+            hub_speaks = wanted or " and ".join(VERSIONS)
             raise OcpiError(
                 StatusCode.UNSUPPORTED_VERSION,
-                f"no mutual OCPI version: the platform offers {offered or 'none'}, "
-                f"the hub speaks {VERSION}",
+                f"no mutual OCPI version: the platform offers {sorted(offered) or 'none'}, "
+                f"the hub speaks {hub_speaks} here",
             )
-        details = await self.call("GET", chosen.url, VersionDetails)
+        version = mutual[0]
+        details = await self.call("GET", offered[version].url, VersionDetails)
         endpoints = [
             Endpoint(ModuleID.normalize(e.identifier), e.role, e.url) for e in details.endpoints
         ]
@@ -131,16 +135,16 @@ class PlatformClient:
         if ModuleID.CREDENTIALS not in identifiers:
             raise OcpiError(
                 StatusCode.NO_MATCHING_ENDPOINTS,
-                f"the platform's {VERSION} details list no credentials endpoint",
+                f"the platform's {version} details list no credentials endpoint",
             )
-        usable = identifiers & {*FUNCTIONAL_MODULES, ModuleID.HUB_CLIENT_INFO}
+        usable = identifiers & {*modules_of(version), ModuleID.HUB_CLIENT_INFO}
         if not usable:
             raise OcpiError(
                 StatusCode.NO_MATCHING_ENDPOINTS,
-                f"the platform's {VERSION} details list no module the hub can use "
-                f"(expected any of {', '.join(FUNCTIONAL_MODULES)} or hubclientinfo)",
+                f"the platform's {version} details list no module the hub can use "
+                f"(expected any of {', '.join(modules_of(version))} or hubclientinfo)",
             )
-        return Negotiated(VERSION, endpoints)
+        return Negotiated(version, endpoints)
 
 
 def _failure(exc: BaseException) -> str:

@@ -15,7 +15,8 @@ import msgspec
 from hub.config import Settings
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError
-from hub.ocpi.models import BusinessDetails, Credentials, CredentialsRole, Role
+from hub.ocpi.models import V2_2_1, BusinessDetails, Credentials, CredentialsRole, Role
+from hub.ocpi.status import StatusCode
 from hub.onboarding.client import Negotiated, PlatformClient
 from hub.registry.errors import RegistryError, UnknownPlatform, WrongPlatformState
 from hub.registry.policy import Policy
@@ -36,15 +37,26 @@ def suspended(platform: Platform) -> Platform:
 
 
 def _registered(platform: Platform, body: Credentials, negotiated: Negotiated) -> Platform:
+    """A 2.2.1 hub peer's own HUB entry is kept as its identity, not as a routable party."""
     return msgspec.structs.replace(
         platform,
         state=PlatformState.REGISTERED,
         versions_url=body.url,
         version=negotiated.version,
         endpoints=negotiated.endpoints,
-        roles=body.roles,
+        roles=[r for r in body.roles if r.role != Role.HUB],
+        peer_hub=next((r for r in body.roles if r.role == Role.HUB), None),
         token_b=body.token,
     )
+
+
+def check_roles(body: Credentials, version: str) -> None:
+    """types "Role": HUB exists in 2.2.1 only (a 2.3.0 hub lists the parties it reaches)."""
+    if version != V2_2_1 and any(r.role == Role.HUB for r in body.roles):
+        raise OcpiError(
+            StatusCode.INVALID_PARAMETERS,
+            f"role HUB does not exist in OCPI {version}: list the parties behind the hub",
+        )
 
 
 class Handshake:
@@ -64,23 +76,31 @@ class Handshake:
         self.settings = settings
         self.versions_url = versions_url
 
-    def credentials(self, snapshot: Snapshot, token: str, for_platform: str) -> Credentials:
-        """The hub's credentials: itself (role OTHER) first, then every party reachable
-        through it (under the agreements policy: that this platform may reach).
+    def credentials(
+        self, snapshot: Snapshot, token: str, for_platform: str, version: str
+    ) -> Credentials:
+        """The hub's credentials in ``version``.
 
-        2.3.0 asks a hub to list the parties reachable through it in ``roles``; the hub itself
-        is always listed, so ``roles`` is never empty and names the party that broadcasts
-        come from.
+        2.3.0: itself (role OTHER) first, then every party reachable through it (under the
+        agreements policy: that this platform may reach), and ``hub_party_id``. 2.3.0 asks a
+        hub to list the parties reachable through it in ``roles``; the hub itself is always
+        listed, so ``roles`` is never empty and names the party that broadcasts come from.
+
+        2.2.1 (credentials, "Credentials object"): "A Hub SHALL only reports itself as role:
+        Hub": one HUB role and no ``hub_party_id`` (a 2.2.1 field list has none); the
+        platform learns the parties through HubClientInfo.
         """
         settings = self.settings
         roles = [
             CredentialsRole(
-                role=Role.OTHER,
+                role=Role.HUB if version == V2_2_1 else Role.OTHER,
                 business_details=BusinessDetails(name=settings.business_name),
                 party_id=settings.party_id,
                 country_code=settings.country_code,
             )
         ]
+        if version == V2_2_1:
+            return Credentials(token=token, url=self.versions_url, roles=roles)
         for platform in sorted(snapshot.platforms.values(), key=lambda p: p.created):
             if platform.id != for_platform and platform.state == PlatformState.REGISTERED:
                 roles.extend(
@@ -109,11 +129,16 @@ class Handshake:
         conflict: OcpiError,
         cause: str,
         correlation_id: str,
+        version: str,
     ) -> Credentials:
-        """Registration and update alike: fetch the platform's endpoints with its (new) token
-        B, then switch to them and to a new token C in one registry write, or change
-        nothing. ``conflict`` is raised when ``still_valid`` says another request won."""
-        negotiated = await self._client(body.token, platform, correlation_id).negotiate(body.url)
+        """Registration and update alike: fetch the platform's endpoints of ``version`` (the
+        version whose credentials endpoint it called) with its (new) token B, then switch to
+        them and to a new token C in one registry write, or change nothing. ``conflict`` is
+        raised when ``still_valid`` says another request won. A PUT on the other version's
+        endpoint switches the platform's version (credentials, "PUT Method")."""
+        check_roles(body, version)
+        client = self._client(body.token, platform, correlation_id)
+        negotiated = await client.negotiate(body.url, version)
         token_c = new_token()
 
         def switch(current: Platform) -> Platform:
@@ -126,7 +151,7 @@ class Handshake:
 
         updated = await self.writer.update(platform.id, switch, cause)
         log.info(cause, parties=len(updated.roles), version=updated.version)
-        return self.credentials(await self.registry.snapshot(), token_c, platform.id)
+        return self.credentials(await self.registry.snapshot(), token_c, platform.id, version)
 
     async def connect(self, platform_id: str, versions_url: str, token_a: str) -> Platform:
         """The hub as Sender: register with a platform that issued ``token_a`` to the hub.
@@ -158,8 +183,9 @@ class Handshake:
         await self.writer.update(platform_id, add_pending)
         try:
             snapshot = await self.registry.snapshot()
-            ours = self.credentials(snapshot, token_for_platform, platform_id)
+            ours = self.credentials(snapshot, token_for_platform, platform_id, negotiated.version)
             theirs = await client.call("POST", negotiated.credentials_url(), Credentials, ours)
+            check_roles(theirs, negotiated.version)
         except BaseException:
             # Runs on cancellation too: the pending token must not outlive the attempt.
             await self.writer.update(platform_id, drop_pending)

@@ -58,7 +58,8 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     versions_url: str | None = None
     version: str | None = None
     endpoints: list[Endpoint] = []
-    roles: list[CredentialsRole] = []
+    roles: list[CredentialsRole] = []  # its routable parties
+    peer_hub: CredentialsRole | None = None  # a 2.2.1 hub peer's own identity (role HUB)
     token_b: str | None = None  # the token the hub calls this platform with
     token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
     raw_token: bool = False  # legacy peers that expect the token unencoded
@@ -101,6 +102,11 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
                 {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
                 for r in self.roles
             ],
+            "peer_hub": (
+                {"country_code": self.peer_hub.country_code, "party_id": self.peer_hub.party_id}
+                if self.peer_hub
+                else None
+            ),
             "endpoints": self.endpoints,
         }
 

@@ -23,9 +23,11 @@ from hub.ocpi.headers import routing_headers
 from hub.ocpi.pagination import Paging, parse_paging, whole_number
 from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
+from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
+from hub.routing.crossing import untranslated
 from hub.routing.decide import data_owners
 from hub.routing.forwarder import Forwarder
 from hub.routing.request import HubAnswer, RoutedRequest
@@ -61,6 +63,18 @@ class Walk(msgspec.Struct):
     sources: list[Source]
     suffix: str = ""  # the list's path after the SENDER endpoint, as the requester sent it
     path: str = ""  # the same, decoded: for the next Link
+
+
+def _source(
+    party: tuple[str, str], platform: Platform, endpoint: str, request: RoutedRequest
+) -> Source:
+    """A data owner whose objects cannot reach the requester's version is left out from the
+    start, like one that failed: every page names it (4000)."""
+    reason = untranslated(request.facts.id, platform.version, request.version, request.suffix)
+    if reason is None:
+        return Source(*party, platform.id, endpoint)
+    error = f"speaks OCPI {platform.version}: {reason}"
+    return Source(*party, platform.id, endpoint, 0, True, error, StatusCode.HUB_ERROR)
 
 
 class _Page(msgspec.Struct):
@@ -108,7 +122,9 @@ class GetAll:
             "X-Limit": str(paging.limit),
             **routing_headers(self.hub_party, requester),
         }
-        base = self.urls("module", module=facts.id, interface="sender", rest=walk.path)
+        base = self.urls(
+            "module", version=request.version, module=facts.id, interface="sender", rest=walk.path
+        )
         link = paging.next_link(base, total, ("walk", walk.id))
         if link:
             headers["Link"] = link
@@ -142,7 +158,7 @@ class GetAll:
             return walk
         owners = data_owners(snapshot, request.facts, requester_platform)
         sources = [
-            Source(p.country_code, p.party_id, platform.id, endpoint)
+            _source(p.code, platform, endpoint, request)
             for p, platform, endpoint in owners
             if self.policy.allows(snapshot, request.sender, p.code, request.facts.id)
         ]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from hub.ocpi.models import InterfaceRole
+from hub.ocpi.models import VERSION, InterfaceRole
 from hub.registry.records import Platform
 from hub.routing.modules import ModuleFacts
 
@@ -29,6 +29,7 @@ class RoutedRequest(msgspec.Struct, frozen=True):
     body: bytes
     headers: Mapping[str, str]  # as received, lower-case names
     correlation_id: str
+    version: str = VERSION  # the OCPI version the requester spoke (its route tree)
 
     @property
     def content_type(self) -> str | None:

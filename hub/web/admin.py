@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -37,6 +37,9 @@ async def read_body(request: Request, type_: type[T]) -> T:
 
 class NewPlatform(msgspec.Struct):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    # Hand the platform a versions URL listing only this version (a strict 2.2.1 parser
+    # refuses "2.3.0": 2.2.1 "VersionNumber" is a closed enum).
+    version: Literal["2.3.0", "2.2.1"] | None = None
 
 
 async def create_platform(request: Request) -> Response:
@@ -44,12 +47,13 @@ async def create_platform(request: Request) -> Response:
     body = await read_body(request, NewPlatform)
     hub = runtime(request)
     platform, token_a = await hub.writer.create_platform(body.name)
+    versions_url = hub.urls("versions-of", version=body.version) if body.version else None
     return json_response(
         {
             "id": platform.id,
             "name": platform.name,
             "token_a": token_a,
-            "versions_url": hub.versions_url,
+            "versions_url": versions_url or hub.versions_url,
         },
         201,
     )
@@ -190,6 +194,8 @@ async def announce_party(request: Request) -> Response:
     """A party that will connect: PLANNED, pushed to every connected platform."""
     require_admin(request)
     body = await read_body(request, NewParty)
+    if body.role == Role.HUB:
+        raise AdminError(422, "invalid request: HUB is a hub's own role, not a party's")
     key = party_key(body.country_code, body.party_id, body.role)
     await runtime(request).writer.announce(key, body.name)
     party = (await runtime(request).registry.snapshot()).parties[key]

@@ -17,13 +17,14 @@ from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
 from hub.ocpi.body import decode_request
 from hub.ocpi.envelope import OcpiError
-from hub.ocpi.models import VERSION, Credentials
+from hub.ocpi.models import Credentials
 from hub.ocpi.status import StatusCode
 from hub.onboarding.handshake import suspended
 from hub.registry.records import Platform, PlatformState
 from hub.registry.tokens import token_hash
 from hub.web.access import authenticate, runtime
 from hub.web.responses import ocpi_response
+from hub.web.urls import VERSION_PATH
 
 log = get_logger(__name__)
 
@@ -47,7 +48,13 @@ async def _exchange(
     """POST and PUT alike: the platform's Credentials in, the hub's (with token C) out."""
     body = decode_request(await request.body(), Credentials, "Credentials object")
     ours = await runtime(request).handshake.exchange(
-        platform, body, still_valid, conflict, cause, request.state.correlation_id
+        platform,
+        body,
+        still_valid,
+        conflict,
+        cause,
+        request.state.correlation_id,
+        request.path_params["version"],
     )
     return ocpi_response(ours)
 
@@ -109,7 +116,10 @@ async def get_credentials(request: Request) -> Response:
     hub = runtime(request)
     token = _presented_token(request, platform)
     snapshot = await hub.registry.snapshot()
-    return ocpi_response(hub.handshake.credentials(snapshot, token, platform.id))
+    # The platform's own version: its credentials endpoint of the other tree answers the
+    # same (a PUT there is what switches).
+    version = platform.version or request.path_params["version"]
+    return ocpi_response(hub.handshake.credentials(snapshot, token, platform.id, version))
 
 
 def _presented_token(request: Request, platform: Platform) -> str:
@@ -120,8 +130,8 @@ def _presented_token(request: Request, platform: Platform) -> str:
 
 
 routes = [
-    Route(f"/ocpi/{VERSION}/credentials", get_credentials, methods=["GET"], name="credentials"),
-    Route(f"/ocpi/{VERSION}/credentials", post_credentials, methods=["POST"]),
-    Route(f"/ocpi/{VERSION}/credentials", put_credentials, methods=["PUT"]),
-    Route(f"/ocpi/{VERSION}/credentials", delete_credentials, methods=["DELETE"]),
+    Route(f"{VERSION_PATH}/credentials", get_credentials, methods=["GET"], name="credentials"),
+    Route(f"{VERSION_PATH}/credentials", post_credentials, methods=["POST"]),
+    Route(f"{VERSION_PATH}/credentials", put_credentials, methods=["PUT"]),
+    Route(f"{VERSION_PATH}/credentials", delete_credentials, methods=["DELETE"]),
 ]

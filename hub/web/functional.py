@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from hub.ocpi.body import check_json
 from hub.ocpi.envelope import OcpiError, answering
-from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
+from hub.ocpi.models import InterfaceRole, ModuleID, modules_of
 from hub.ocpi.status import StatusCode
 from hub.registry.snapshot import Snapshot
 from hub.routing.decide import (
@@ -28,6 +28,7 @@ from hub.routing.request import RoutedRequest
 from hub.routing.urls import raw_suffix
 from hub.web.access import authenticate, runtime
 from hub.web.responses import answer_response
+from hub.web.urls import VERSION_PATH
 
 _INTERFACES = {"sender": InterfaceRole.SENDER, "receiver": InterfaceRole.RECEIVER}
 _CONFIGURATION = {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO, "versions"}
@@ -52,8 +53,11 @@ def request_headers(request: Request) -> dict[str, str]:
 async def module_endpoint(request: Request) -> Response:
     interface = _INTERFACES.get(request.path_params["interface"].lower())
     facts = module_facts(request.path_params["module"])
+    version = request.path_params["version"]
     if interface is None or facts.id in _CONFIGURATION:
         raise not_found(request)
+    if not facts.custom and facts.id not in modules_of(version):
+        raise OcpiError(StatusCode.CLIENT_ERROR, f"OCPI {version} has no {facts.id} module", 404)
     incoming = request_headers(request)
     platform = await authenticate(request, header=incoming.get("authorization", ""))
     hub = runtime(request)
@@ -92,13 +96,14 @@ async def module_endpoint(request: Request) -> Response:
             body=body,
             headers=incoming,
             correlation_id=request.state.correlation_id,
+            version=version,
         )
     return answer_response(await hub.dispatcher.route(routed, scenario, snapshot))
 
 
 routes = [
     Route(
-        f"/ocpi/{VERSION}/{{module}}/{{interface}}{{rest:path}}",
+        f"{VERSION_PATH}/{{module}}/{{interface}}{{rest:path}}",
         module_endpoint,
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         name="module",

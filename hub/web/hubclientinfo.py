@@ -10,9 +10,9 @@ from starlette.routing import Route
 from hub.background.clientinfo import client_info
 from hub.ocpi import headers
 from hub.ocpi.envelope import Envelope, now
-from hub.ocpi.models import VERSION
 from hub.ocpi.pagination import parse_paging
 from hub.web.access import authenticate, runtime
+from hub.web.urls import VERSION_PATH
 
 
 async def list_client_info(request: Request) -> Response:
@@ -36,7 +36,8 @@ async def list_client_info(request: Request) -> Response:
     sees = hub.policy.sees
     page = [client_info(p, sees(snapshot, platform.id, p.code)) for p in window]
     response_headers = {headers.TOTAL_COUNT: str(len(matching)), headers.LIMIT: str(paging.limit)}
-    link = paging.next_link(hub.urls("hubclientinfo"), len(matching))
+    version = request.path_params["version"]
+    link = paging.next_link(hub.urls("hubclientinfo", version=version), len(matching))
     if link:
         response_headers["Link"] = link
     body = msgspec.json.encode(Envelope(data=page, status_code=1000, timestamp=now()))
@@ -44,9 +45,7 @@ async def list_client_info(request: Request) -> Response:
 
 
 routes = [
-    Route(
-        f"/ocpi/{VERSION}/hubclientinfo", list_client_info, methods=["GET"], name="hubclientinfo"
-    ),
+    Route(f"{VERSION_PATH}/hubclientinfo", list_client_info, methods=["GET"], name="hubclientinfo"),
     # The spec's examples end the URL with a slash: the same list, no redirect.
-    Route(f"/ocpi/{VERSION}/hubclientinfo/", list_client_info, methods=["GET"]),
+    Route(f"{VERSION_PATH}/hubclientinfo/", list_client_info, methods=["GET"]),
 ]
