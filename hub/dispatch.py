@@ -24,7 +24,7 @@ from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.routing.authorize import Authorizer, ema_id_owner, is_authorize
-from hub.routing.crossing import flow, untranslated
+from hub.routing.crossing import Crossing, flow, level, translated, untranslated
 from hub.routing.decide import (
     WRITES,
     Scenario,
@@ -35,6 +35,7 @@ from hub.routing.decide import (
 )
 from hub.routing.forwarder import Forwarder, Relayed
 from hub.routing.get_all import GetAll
+from hub.routing.losses import Losses
 from hub.routing.open_routing import (
     Lookup,
     RoutingIndex,
@@ -64,7 +65,9 @@ class Dispatcher:
         get_all: GetAll,
         policy: Policy,
         detach: Detach,
+        losses: Losses,
     ) -> None:
+        self.losses = losses
         self.policy = policy
         self.settings = settings
         self.registry = registry
@@ -124,9 +127,46 @@ class Dispatcher:
             body, query = await proxy_response_url(self.relays, carrier, body, query, hop, allowed)
         self._learn(request, receiver)
         url = direct.url(request.raw_suffix, query)
-        return await self._send(
-            request.headers, request.correlation_id, direct.platform, request.method, url, body, hop
+        if not translated(facts.id, request.version, theirs):
+            return await self._send(
+                request.headers, request.correlation_id, direct.platform, request.method, url,
+                body, hop,
+            )  # fmt: skip
+        return await self._crossing(request, direct.platform, receiver, url, body, hop)
+
+    async def _crossing(
+        self,
+        request: RoutedRequest,
+        target: Platform,
+        receiver: tuple[str, str],
+        url: str,
+        body: bytes,
+        hop: Hop,
+    ) -> Relayed:
+        """A direct request between versions: translated there and back; what the
+        receiver's or the requester's version cannot hold is named in the answer, logged
+        and counted."""
+        theirs = target.version or VERSION
+        crossing = Crossing(
+            request.facts.id,
+            level(request.interface, request.suffix),
+            request.version,
+            theirs,
+            "/".join(receiver),
         )
+        body = crossing.request(body)
+        # The answer is decoded to be translated: it must come uncompressed.
+        incoming = {k: v for k, v in request.headers.items() if k != "accept-encoding"}
+        relayed = await self._send(
+            incoming, request.correlation_id, target, request.method, url, body, hop,
+            crossing.answer,
+        )  # fmt: skip
+        module = request.facts.id
+        await self.losses.record(target.id, module, request.version, theirs, crossing.lost_there)
+        await self.losses.record(
+            request.platform.id, module, theirs, request.version, crossing.lost_back
+        )
+        return relayed
 
     async def broadcast(self, request: RoutedRequest, snapshot: Snapshot) -> HubAnswer:
         """Broadcast Push: answered by the hub (from = hub, to = sender), delivered later."""
@@ -257,6 +297,7 @@ class Dispatcher:
         url: str,
         body: bytes,
         hop: Hop,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> Relayed:
         """Party to Party via Hub: both legs carry from = requester, to = receiver; the
         answer comes back with from = receiver, to = requester."""
@@ -265,7 +306,7 @@ class Dispatcher:
         )
         upstream = await self.forwarder.call(target, method, url, out, body)
         return await self.forwarder.relay(
-            upstream, hop, routing_headers(hop.receiver, hop.requester)
+            upstream, hop, routing_headers(hop.receiver, hop.requester), rewrite
         )
 
 

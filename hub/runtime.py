@@ -32,6 +32,7 @@ from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
 from hub.routing.forwarder import Forwarder
 from hub.routing.get_all import GetAll
+from hub.routing.losses import Losses
 from hub.routing.open_routing import RoutingIndex
 from hub.routing.relays import Lifetimes, Relays
 from hub.routing.urls import HubUrls
@@ -58,6 +59,7 @@ class Runtime:
         )
         self.relays = Relays(self.redis, urls, lifetimes)
         self.index = RoutingIndex(self.redis, settings.open_routing_ttl)
+        self.losses = Losses(self.redis)
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
@@ -142,6 +144,7 @@ class Runtime:
                 self._alive.check_soon,
                 asyncio.Semaphore(self.settings.deliveries_in_flight),
                 PushLog(self.redis),
+                self.losses,
             )
         )
         self._broadcaster = Broadcaster(
@@ -154,6 +157,7 @@ class Runtime:
             self.urls,
             self.party,
             policy,
+            self.losses,
             self.settings.get_all_partial,
         )
         self._dispatcher = Dispatcher(
@@ -166,6 +170,7 @@ class Runtime:
             get_all,
             policy,
             self.detach,
+            self.losses,
         )
         self._handshake = Handshake(
             self.registry, self.writer, self.http, self.settings, self.versions_url, policy

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from hub.routing.crossing import flow, untranslated
+from hub.ocpi.models import InterfaceRole
+from hub.routing.crossing import flow, level, translated, untranslated
 
 CASES = [
     # module, from, to, suffix, goes as it is
     ("locations", "2.2.1", "2.2.1", "/NL/CPA/LOC1", True),
     ("tariffs", "2.3.0", "2.3.0", "/NL/CPA/T1", True),
-    # mod_locations 2.3.0 adds optional fields and opens enums: 2.2.1 objects are 2.3.0 ones.
-    ("locations", "2.2.1", "2.3.0", "/NL/CPA/LOC1", True),
-    ("tokens", "2.2.1", "2.3.0", "/DE/MSA/T1", True),
-    # ... but not the other way (new fields; EMAID and LICENSE_PLATE tokens).
-    ("locations", "2.3.0", "2.2.1", "/NL/CPA/LOC1", False),
-    ("tokens", "2.3.0", "2.2.1", "/DE/MSA/T1", False),
-    # Price, PriceLimit, tax_included differ both ways.
-    ("tariffs", "2.2.1", "2.3.0", "/NL/CPA/T1", False),
-    ("sessions", "2.3.0", "2.2.1", "/NL/CPA/S1", False),
-    ("cdrs", "2.2.1", "2.3.0", "", False),
+    # Translated both ways (hub/ocpi/translation.py).
+    ("locations", "2.3.0", "2.2.1", "/NL/CPA/LOC1", True),
+    ("tariffs", "2.2.1", "2.3.0", "/NL/CPA/T1", True),
+    ("cdrs", "2.2.1", "2.3.0", "", True),
     # The same on the wire in both versions.
     ("chargingprofiles", "2.3.0", "2.2.1", "/S1", True),
     ("commands", "2.3.0", "2.2.1", "/START_SESSION", True),
@@ -28,7 +23,7 @@ CASES = [
     ("commands", "2.3.0", "2.2.1", "/CHARGE_FASTER", False),
     ("commands", "2.2.1", "2.3.0", "/CHARGE_FASTER", True),
     # A platform of no recorded version speaks the newest.
-    ("tariffs", None, "2.3.0", "/NL/CPA/T1", True),
+    ("commands", None, "2.2.1", "/CHARGE_FASTER", False),
 ]
 
 
@@ -44,3 +39,25 @@ def test_a_get_brings_the_receivers_objects_a_push_the_requesters() -> None:
     assert flow("GET", "2.2.1", "2.3.0") == ("2.3.0", "2.2.1")
     assert flow("PUT", "2.2.1", "2.3.0") == ("2.2.1", "2.3.0")
     assert flow("POST", "2.3.0", "2.2.1") == ("2.3.0", "2.2.1")
+
+
+def test_only_what_differs_is_translated() -> None:
+    assert translated("tariffs", "2.2.1", "2.3.0")
+    assert not translated("tariffs", "2.3.0", "2.3.0")
+    assert not translated("commands", "2.2.1", "2.3.0")
+    assert not translated("locations", None, "2.3.0")
+
+
+@pytest.mark.parametrize(
+    ("interface", "suffix", "expected"),
+    [
+        (InterfaceRole.RECEIVER, "/NL/CPA/L1", 1),
+        (InterfaceRole.RECEIVER, "/NL/CPA/L1/E1", 2),
+        (InterfaceRole.RECEIVER, "/NL/CPA/L1/E1/1", 3),
+        (InterfaceRole.SENDER, "/L1/E1", 2),
+        (InterfaceRole.SENDER, "", 1),
+        (InterfaceRole.RECEIVER, "", 1),
+    ],
+)
+def test_the_object_a_url_names(interface: InterfaceRole, suffix: str, expected: int) -> None:
+    assert level(interface, suffix) == expected

@@ -261,45 +261,78 @@ async def routed(
         return dict(await response.json())
 
 
-async def test_locations_go_up_from_221_but_not_down_from_230(
+async def test_a_230_location_reaches_a_221_reader_without_its_230_fields(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> None:
-    """2.3.0 Locations add fields and open enums: a 2.2.1 Location is a valid 2.3.0 one,
-    so it is relayed as it is; a 2.3.0 Location is not yet translated for a 2.2.1 reader,
-    so the hub refuses (4000) rather than pass on what that reader cannot read."""
+    """mod_locations: help_phone and an MCS connector do not exist in 2.2.1. The 2.2.1 eMSP
+    gets the Location without them, told so in status_message; the loss is counted for its
+    platform. last_updated is as the CPO sent it."""
     async with mixed(hub, http) as (old_cpo, new_cpo, new_msp, old_msp):
-        up = await routed(http, hub, new_msp, "GET", "locations/sender/NL/CPA/L1", ("NL", "CPA"))
-        assert up["status_code"] == 1000
-        assert [c.path for c in old_cpo.calls()] == ["/ocpi/2.2.1/locations/sender/NL/CPA/L1"]
-        down = await routed(http, hub, old_msp, "GET", "locations/sender/NL/CPN/L1", ("NL", "CPN"))
-        assert down["status_code"] == 4000
-        assert "speaks OCPI 2.3.0" in down["status_message"]
-        assert "locations objects differ" in down["status_message"]
-        assert new_cpo.calls() == []
+        location = {
+            "id": "L1",
+            "help_phone": "+31201234567",
+            "evses": [
+                {
+                    "uid": "E1",
+                    "connectors": [
+                        {"id": "1", "standard": "IEC_62196_T2"},
+                        {"id": "2", "standard": "MCS"},
+                    ],
+                }
+            ],
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+
+        async def answer(received: Any, request: Any) -> Any:
+            return ocpi(location)
+
+        new_cpo.handler = old_cpo.handler = answer
+        down = await routed(http, hub, old_msp, "GET", "locations/sender/L1", ("NL", "CPN"))
+        assert down["status_code"] == 1000
+        assert down["data"] == {
+            "id": "L1",
+            "evses": [{"uid": "E1", "connectors": [{"id": "1", "standard": "IEC_62196_T2"}]}],
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+        assert "translated to OCPI 2.2.1" in down["status_message"]
+        assert "help_phone" in down["status_message"]
+        same = await routed(http, hub, new_msp, "GET", "locations/sender/L1", ("NL", "CPN"))
+        assert same["data"] == location
+        record = await platform_record(hub, http, "MSP 221")
+        async with http.get(
+            f"{hub.url}/admin/platforms/{record['id']}/losses", headers=hub.admin
+        ) as response:
+            losses = await response.json()
+        assert losses["locations: help_phone"] == 1
+        assert any("MCS" in name for name in losses)
 
 
-async def test_a_broadcast_leaves_out_receivers_it_cannot_reach_in_their_version(
+async def test_a_broadcast_reaches_each_receiver_in_its_version(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> None:
+    """One push, one body per receiver version; an EMAID token cannot exist in 2.2.1
+    (mod_tokens "TokenType" is closed there), so the 2.2.1 CPO is left out of that one."""
     async with mixed(hub, http) as (old_cpo, new_cpo, new_msp, old_msp):
-        location = {"id": "L1", "country_code": "NL", "party_id": "CPA"}
-        answer = await routed(
-            http, hub, old_cpo, "PUT", "locations/receiver/NL/CPA/L1", ("NL", "HUB"), location
-        )
-        report = await finished_report(http, hub, answer)
-        assert {d["party_id"] for d in report["deliveries"]} == {"MSA", "MSB"}
-        assert [c.path for c in old_msp.calls()] == ["/ocpi/2.2.1/locations/receiver/NL/CPA/L1"]
-        assert [c.path for c in new_msp.calls()] == ["/ocpi/2.3.0/locations/receiver/NL/CPA/L1"]
-
-        location = {"id": "L2", "country_code": "NL", "party_id": "CPN"}
+        location = {"id": "L2", "help_phone": "+3120", "last_updated": "2026-01-01T00:00:00Z"}
         answer = await routed(
             http, hub, new_cpo, "PUT", "locations/receiver/NL/CPN/L2", ("NL", "HUB"), location
         )
         report = await finished_report(http, hub, answer)
-        assert {d["party_id"] for d in report["deliveries"]} == {"MSA"}
-        (left_out,) = report["not_translated"]
-        assert left_out.startswith("DE/MSB: locations objects differ")
-        assert [c.path for c in old_msp.calls()] == ["/ocpi/2.2.1/locations/receiver/NL/CPA/L1"]
+        assert {d["party_id"] for d in report["deliveries"]} == {"MSA", "MSB"}
+        (to_old,) = old_msp.calls()
+        (to_new,) = new_msp.calls()
+        assert to_new.json() == location
+        assert to_old.json() == {"id": "L2", "last_updated": "2026-01-01T00:00:00Z"}
+        assert to_old.path == "/ocpi/2.2.1/locations/receiver/NL/CPN/L2"
+
+        token = {"uid": "U1", "type": "EMAID", "last_updated": "2026-01-01T00:00:00Z"}
+        answer = await routed(
+            http, hub, new_msp, "PUT", "tokens/receiver/DE/MSA/U1", ("NL", "HUB"), token
+        )
+        report = await finished_report(http, hub, answer)
+        assert [d["party_id"] for d in report["deliveries"]] == ["CPN"]
+        assert report["dropped"] == 1
+        assert old_cpo.calls(method="PUT") == []
 
 
 async def finished_report(
@@ -309,28 +342,78 @@ async def finished_report(
     return await finished(http, hub, answer["status_message"].split()[1])
 
 
-async def test_get_all_names_a_data_owner_of_another_version_it_cannot_read(
+async def test_get_all_brings_every_tariff_in_the_requesters_version(
     hub: RunningHub, http: aiohttp.ClientSession
 ) -> None:
-    """mod_tariffs prices differ between the versions: a 2.3.0 eMSP's GET All over a 2.2.1
-    and a 2.3.0 CPO gets the 2.3.0 CPO's list, with the 2.2.1 one named as left out (4000,
-    as for a data owner that failed)."""
-    async with (
-        cpo_221() as old_cpo,
-        FakePlatform("CPO 230", [("NL", "CPN", "CPO")], ALL_MODULES) as new_cpo,
-        FakePlatform("MSP 230", [("DE", "MSA", "EMSP")], ALL_MODULES) as msp,
-    ):
-        for platform in (old_cpo, new_cpo, msp):
-            await register(hub, http, platform)
+    """A 2.3.0 eMSP's GET All over a 2.2.1 and a 2.3.0 CPO: the 2.2.1 tariff comes as a
+    2.3.0 one (tax_included NO: 2.2.1 prices are excl. VAT; min_price a PriceLimit)."""
+    async with mixed(hub, http) as (old_cpo, new_cpo, msp, _):
+        old_tariff = {
+            "id": "T1", "currency": "EUR", "min_price": {"excl_vat": 1, "incl_vat": 1.21},
+            "elements": [], "last_updated": "2026-01-01T00:00:00Z",
+        }  # fmt: skip
+        new_tariff = {"id": "T2", "currency": "EUR", "tax_included": "YES", "elements": []}
 
-        async def tariffs(received: Any, request: Any) -> Any:
-            return ocpi([{"id": "T1"}], **{"X-Total-Count": "1", "X-Limit": "100"})
+        def answering(tariff: dict[str, Any]) -> Any:
+            async def answer(received: Any, request: Any) -> Any:
+                return ocpi([tariff], **{"X-Total-Count": "1", "X-Limit": "100"})
 
-        new_cpo.handler = tariffs
+            return answer
+
+        old_cpo.handler, new_cpo.handler = answering(old_tariff), answering(new_tariff)
         answer = await routed(http, hub, msp, "GET", "tariffs/sender", ("NL", "HUB"))
+        assert answer["status_code"] == 1000, answer
+        assert answer["data"] == [
+            {
+                "id": "T1", "currency": "EUR",
+                "min_price": {"before_taxes": 1, "after_taxes": 1.21},
+                "elements": [], "last_updated": "2026-01-01T00:00:00Z", "tax_included": "NO",
+            },
+            new_tariff,
+        ]  # fmt: skip
+
+
+async def test_sessions_and_cdrs_cross_with_their_prices_translated(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """types "Price class": 2.3.0 before_taxes/taxes to 2.2.1 excl_vat/incl_vat and back."""
+    async with mixed(hub, http) as (old_cpo, new_cpo, new_msp, old_msp):
+        vat = [{"name": "VAT", "amount": 2.1}]
+        session = {
+            "id": "S1",
+            "total_cost": {"before_taxes": 10, "taxes": vat},
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+        answer = await routed(
+            http, hub, new_cpo, "PUT", "sessions/receiver/NL/CPN/S1", ("DE", "MSB"), session
+        )
+        assert answer["status_code"] == 1000, answer
+        (got,) = old_msp.calls()
+        assert got.json() == {
+            "id": "S1",
+            "total_cost": {"excl_vat": 10, "incl_vat": 12.1},
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+        cdr = {"id": "C1", "total_cost": {"excl_vat": 5, "incl_vat": 6.05}, "booking_id": None}
+        answer = await routed(http, hub, old_cpo, "POST", "cdrs/receiver", ("DE", "MSA"), cdr)
+        assert answer["status_code"] == 1000, answer
+        (got,) = new_msp.calls()
+        assert got.json()["total_cost"] == {
+            "before_taxes": 5,
+            "taxes": [{"name": "VAT", "amount": 1.05}],
+        }
+
+
+async def test_a_token_a_221_cpo_cannot_hold_is_refused(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    async with mixed(hub, http) as (old_cpo, _, new_msp, _):
+        token = {"uid": "U1", "type": "EMAID", "last_updated": "2026-01-01T00:00:00Z"}
+        answer = await routed(
+            http, hub, new_msp, "PUT", "tokens/receiver/DE/MSA/U1", ("NL", "CPA"), token
+        )
         assert answer["status_code"] == 4000
-        assert answer["data"] == [{"id": "T1"}]
-        assert "NL/CPA: speaks OCPI 2.2.1" in answer["status_message"]
+        assert "EMAID does not exist in OCPI 2.2.1" in answer["status_message"]
         assert old_cpo.calls() == []
 
 

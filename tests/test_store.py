@@ -16,6 +16,7 @@ from hub.registry.store import SCHEMA, connect, spec_of
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register
 from tests.support import RunningHub
+from tests.test_ocpi_221 import MODULES_221
 
 ROUNDS = 300
 
@@ -116,8 +117,8 @@ async def test_every_key_under_traffic_is_in_the_schema(
 ) -> None:
     """This pins the key table of hub/registry/store.py (SCHEMA). A hub with three
     platforms and every kind of traffic that writes to Redis (registration and ClientInfo,
-    a broadcast push and one refused (a dead letter), pushes the open-routing index
-    learns, a GET All walk, a next-page link
+    a broadcast push to a 2.2.1 platform too and one refused (a dead letter), pushes the
+    open-routing index learns, a GET All walk, a next-page link
     and a response_url callback, a still-alive check in flight, roaming agreements and one
     that ends by its validity window): then every key in Redis
     matches a spec, has the spec's Redis type, and carries a TTL where the spec says it
@@ -133,7 +134,10 @@ async def test_every_key_under_traffic_is_in_the_schema(
         ) as hub,
         FakePlatform("CPO A", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
         FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
-        FakePlatform("Nav", [("BE", "NAV", "NSP")], ALL_MODULES) as nsp,
+        # A 2.2.1 platform: what it gets is translated, and what is lost counted.
+        FakePlatform(
+            "Nav", [("BE", "NAV", "NSP")], MODULES_221, versions=["2.2.1"], version="2.2.1"
+        ) as nsp,
     ):
         for other in (("DE", "MSA"), ("BE", "NAV")):
             await _agree(hub, http, ("NL", "CPA"), other)
@@ -156,10 +160,11 @@ async def test_every_key_under_traffic_is_in_the_schema(
 
         cpo.handler = cpo_answers
 
-        # A broadcast push (to = the hub), delivered to the eMSP and the NSP.
+        # A broadcast push (to = the hub), delivered to the eMSP and the NSP (without the
+        # 2.3.0-only help_phone: a loss counted for the NSP's platform).
         _, body = await _request(
             http, cpo, "PUT", hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC1", HUB,
-            LOCATIONS[1],
+            {**LOCATIONS[1], "help_phone": "+3120"},
         )  # fmt: skip
         assert body["status_code"] == 1000 and "broadcast" in body["status_message"]
         report = await _finished_broadcast(hub, http, body["status_message"].split()[1])

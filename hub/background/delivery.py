@@ -36,13 +36,16 @@ from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.headers import routing_headers
 from hub.ocpi.models import ConnectionStatus, InterfaceRole
 from hub.ocpi.status import StatusCode
+from hub.ocpi.translation import Untranslatable, translate
 from hub.registry.policy import Policy
 from hub.registry.records import Party, PartyKey, Platform, party_field
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
+from hub.routing.crossing import level, translated
 from hub.routing.decide import opposite_roles
 from hub.routing.forwarder import Forwarder
+from hub.routing.losses import Losses
 from hub.routing.modules import module_facts
 from hub.routing.urls import join_url
 
@@ -149,6 +152,7 @@ class Services:
     # PATCHes in 0.5 s with 800 in flight), and waiting pushes merge instead.
     in_flight: asyncio.Semaphore
     log: PushLog
+    losses: Losses
 
 
 class ReceiverWorker:
@@ -292,10 +296,14 @@ class ReceiverWorker:
         if settings.delivery_drop_identical and self.sent.get(sent_key) == digest:
             outcomes.count(step.pushes, "dropped")
             return None
+        body = await self._in_version_of(platform, step)
+        if body is None:
+            outcomes.count(step.pushes, "dropped")
+            return None
         attempts = 0
         while True:
             attempts += 1
-            delivery = await self._send(platform, party, endpoint, step)
+            delivery = await self._send(platform, party, endpoint, step, body)
             if delivery.ok:
                 self.failures_in_a_row = 0
                 outcomes.made(step, party, delivery)
@@ -319,6 +327,25 @@ class ReceiverWorker:
         self.sent.pop(sent_key, None)
         reason = "refused" if not _retryable(delivery) else "failed"
         return self._letter(outcomes, party, step, reason, delivery.error, delivery, attempts)
+
+    async def _in_version_of(self, platform: Platform, step: Step[Job]) -> bytes | None:
+        """The step's body in the receiver's OCPI version; None when the object cannot
+        exist there (left out for this receiver, and counted as a loss)."""
+        job = step.newest
+        if not translated(job.module, job.version, platform.version):
+            return step.body
+        try:
+            document = msgspec.json.decode(step.body)
+        except msgspec.DecodeError:
+            return step.body
+        source, target = job.version, platform.version or job.version
+        at = level(InterfaceRole.RECEIVER, step.suffix)
+        try:
+            data, lost = translate(job.module, at, document, source, target)
+        except Untranslatable as exc:
+            lost, data = [f"an object ({exc})"], None
+        await self.services.losses.record(platform.id, job.module, source, target, lost)
+        return None if data is None else msgspec.json.encode(data)
 
     def _age(self, step: Step[Job]) -> float:
         return time.time() - step.newest.accepted.timestamp()
@@ -382,15 +409,15 @@ class ReceiverWorker:
         return letter
 
     async def _send(
-        self, platform: Platform, party: Party, endpoint: str, step: Step[Job]
+        self, platform: Platform, party: Party, endpoint: str, step: Step[Job], body: bytes
     ) -> Delivery:
         """Party to Party Broadcast Push: from = the hub, to = this receiver, a new
         X-Request-ID each, the newest push's X-Correlation-ID; the push's method and path."""
         job = step.newest
         forwarder = self.services.forwarder
         # transport_and_format "Request format": a body goes with Content-Type application/json.
-        content_type = job.content_type if not step.merged else None
-        content_type = content_type or ("application/json" if step.body else None)
+        content_type = job.content_type if body is step.body and not step.merged else None
+        content_type = content_type or ("application/json" if body else None)
         out = forwarder.outgoing_headers(
             {"Content-Type": content_type} if content_type else {},
             platform,
@@ -404,7 +431,7 @@ class ReceiverWorker:
             began = time.perf_counter()
             try:
                 http_status, _, answer = await forwarder.fetch(
-                    platform, step.method, url, out, step.body, background=True
+                    platform, step.method, url, out, body, background=True
                 )
                 status_code = status_code_of(answer)
             except BadJson:

@@ -85,6 +85,10 @@ class Keys:
         return f"{PREFIX}delivery-stats:{platform_id}"
 
     @staticmethod
+    def losses(platform_id: str) -> str:
+        return f"{PREFIX}losses:{platform_id}"
+
+    @staticmethod
     def latest(module: str, lane: str) -> str:
         return f"{PREFIX}latest:{module}:{lane}"
 
@@ -131,6 +135,7 @@ SCHEMA = (
     KeySpec(Keys.delivery_lease("*"), "string", "background.engine", "a lease", expires=True),
     KeySpec(Keys.delivery_stats("*"), "hash", "background.delivery", "six counters a platform"),
     KeySpec(Keys.dead_letters, "stream", "background.delivery", "capped at DEAD_LETTERS"),
+    KeySpec(Keys.losses("*"), "hash", "routing.losses", "module and field -> count; per platform"),
     KeySpec(Keys.latest("*", "*"), "list", "background.broadcast", "LATEST_TTL", expires=True),
     KeySpec(Keys.broadcasts, "zset", "background.broadcast", "trimmed to the newest KEEP"),
     KeySpec(Keys.deliveries("*"), "hash", "background.broadcast", "REPORT_TTL", expires=True),

@@ -228,12 +228,17 @@ class Forwarder:
         return OcpiError(StatusCode.RECEIVER_NOT_CONNECTED, f"receiver cannot be reached: {reason}")
 
     async def relay(
-        self, upstream: Upstream, hop: Hop | None, routing: Mapping[str, str]
+        self,
+        upstream: Upstream,
+        hop: Hop | None,
+        routing: Mapping[str, str],
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> Relayed:
         """The receiver's status and body, its pagination headers, links rewritten to the hub.
         A small body is checked to be a JSON object with a status_code (never re-encoded), a
-        large one streams through. An answer that stalls or breaks off before the requester
-        got anything is 4002, like one that never came."""
+        large one streams through; with ``rewrite`` (a translation between versions) the
+        whole body is read and rewritten. An answer that stalls or breaks off before the
+        requester got anything is 4002, like one that never came."""
         response = upstream.response
         try:
             out: RawHeaders = [
@@ -251,13 +256,19 @@ class Forwarder:
                 out.append((b"warning", warning.encode("latin-1", "replace")))
             encoded = response.headers.get("Content-Encoding", "identity") != "identity"
             length = response.content_length
-            if length is not None and length <= SMALL_BODY:
+            if rewrite is not None and encoded:
+                raise OcpiError(
+                    StatusCode.HUB_ERROR, "the receiver's answer is compressed: not translated"
+                )
+            if rewrite is not None or (length is not None and length <= SMALL_BODY):
                 body = await _read(response.read())
                 upstream.release()
                 if not encoded:
                     _check_envelope(body, response.status)
+                    if rewrite is not None:
+                        body = rewrite(body)
                     if dropped:
-                        body = _with_message(body, _dropped_warning(dropped))
+                        body = with_message(body, _dropped_warning(dropped))
                 out.append((b"content-length", str(len(body)).encode()))
                 return Relayed(response.status, out, body, None, self.timeout)
             first = await _read(_first_bytes(response))
@@ -320,7 +331,7 @@ def _dropped_warning(dropped: list[str]) -> str:
     )
 
 
-def _with_message(body: bytes, message: str) -> bytes:
+def with_message(body: bytes, message: str) -> bytes:
     """The envelope with ``message`` added to its status_message: the requester must learn
     that a page or Location it expected was withheld."""
     document = msgspec.json.decode(body)

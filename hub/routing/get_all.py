@@ -20,16 +20,19 @@ import redis.asyncio as aioredis
 from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.envelope import Envelope, OcpiError, now
 from hub.ocpi.headers import routing_headers
+from hub.ocpi.models import VERSION
 from hub.ocpi.pagination import Paging, parse_paging, whole_number
 from hub.ocpi.status import StatusCode
+from hub.ocpi.translation import Untranslatable, translate
 from hub.registry.policy import Policy
 from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
-from hub.routing.crossing import untranslated
+from hub.routing.crossing import note, translated, untranslated
 from hub.routing.decide import data_owners
 from hub.routing.forwarder import Forwarder
+from hub.routing.losses import Losses
 from hub.routing.request import HubAnswer, RoutedRequest
 from hub.routing.urls import HubUrls, join_url
 
@@ -48,6 +51,7 @@ class Source(msgspec.Struct):
     skipped: bool = False  # failed during the walk: left out, its place in the sequence kept
     error: str | None = None
     status_code: int | None = None  # the hub code of the failure: 4002, 4003 or 4000
+    version: str | None = None  # the OCPI version its platform speaks
 
     @property
     def party(self) -> tuple[str, str]:
@@ -63,6 +67,7 @@ class Walk(msgspec.Struct):
     sources: list[Source]
     suffix: str = ""  # the list's path after the SENDER endpoint, as the requester sent it
     path: str = ""  # the same, decoded: for the next Link
+    version: str = VERSION  # the requester's OCPI version: every object goes into it
 
 
 def _source(
@@ -72,9 +77,12 @@ def _source(
     start, like one that failed: every page names it (4000)."""
     reason = untranslated(request.facts.id, platform.version, request.version, request.suffix)
     if reason is None:
-        return Source(*party, platform.id, endpoint)
+        return Source(*party, platform.id, endpoint, version=platform.version)
     error = f"speaks OCPI {platform.version}: {reason}"
     return Source(*party, platform.id, endpoint, 0, True, error, StatusCode.HUB_ERROR)
+
+
+LEFT_OUT = msgspec.Raw(b"null")  # a place held by an object the requester's version lacks
 
 
 class _Page(msgspec.Struct):
@@ -95,8 +103,10 @@ class GetAll:
         urls: HubUrls,
         hub_party: tuple[str, str],
         policy: Policy,
+        losses: Losses,
         partial: bool = False,
     ) -> None:
+        self.losses = losses
         self.policy = policy
         self.redis = redis
         self.registry = registry
@@ -109,11 +119,14 @@ class GetAll:
         facts, requester = request.facts, request.sender
         paging = parse_paging(request.query)
         walk = await self._walk(paging.params.get("walk"), snapshot, request, paging)
+        lost: list[str] = []
 
         async def fetch(source: Source, start: int, need: int) -> list[msgspec.Raw]:
-            return await self._fetch(walk, source, start, need, request.correlation_id)
+            got = await self._fetch(walk, source, start, need, request.correlation_id)
+            return await self._in_version(walk, source, got, lost)
 
-        objects = await collect(walk.sources, paging.offset, paging.limit, fetch)
+        placed = await collect(walk.sources, paging.offset, paging.limit, fetch)
+        objects = [o for o in placed if o is not LEFT_OUT]
         skipped = [s for s in walk.sources if s.skipped]
         await self.redis.set(Keys.walk(walk.id), msgspec.json.encode(walk), ex=WALK_TTL)
         total = sum(max(s.total, 0) for s in walk.sources)  # skipped sources keep their share
@@ -129,6 +142,8 @@ class GetAll:
         if link:
             headers["Link"] = link
         status_code, message = self._outcome(skipped)
+        if lost:
+            message = "; ".join([*([message] if message else []), note(lost, walk.version)])
         body = msgspec.json.encode(
             Envelope(data=objects, status_code=status_code, status_message=message, timestamp=now())
         )
@@ -171,7 +186,38 @@ class GetAll:
             sources=sources,
             suffix=request.raw_suffix,
             path=request.suffix,
+            version=request.version,
         )
+
+    async def _in_version(
+        self, walk: Walk, source: Source, got: list[msgspec.Raw], lost: list[str]
+    ) -> list[msgspec.Raw]:
+        """Each object of a source of another version in the requester's; one that cannot
+        exist there keeps its place (LEFT_OUT) so that the walk's positions hold."""
+        if not translated(walk.module, source.version, walk.version):
+            return got
+        source_version = source.version or VERSION
+        out: list[msgspec.Raw] = []
+        lost_here: list[str] = []
+        for raw in got:
+            try:
+                data, names = translate(
+                    walk.module, 1, msgspec.json.decode(raw), source_version, walk.version
+                )
+            except Untranslatable as exc:
+                out.append(LEFT_OUT)
+                names, data = [f"an object of {'/'.join(source.party)} ({exc})"], None
+            except msgspec.DecodeError:
+                out.append(raw)
+                continue
+            if data is not None:
+                out.append(msgspec.Raw(msgspec.json.encode(data)))
+            lost_here += [n for n in names if n not in lost_here]
+        lost += [n for n in lost_here if n not in lost]
+        await self.losses.record(
+            walk.requester_platform, walk.module, source_version, walk.version, lost_here
+        )
+        return out
 
     async def _fetch(
         self, walk: Walk, source: Source, start: int, need: int, correlation_id: str

@@ -75,6 +75,17 @@ async def get_platform(request: Request) -> Response:
     return json_response(platform.public())
 
 
+async def platform_losses(request: Request) -> Response:
+    """What translation between OCPI versions left out of the objects this platform got:
+    ``"module: field"`` -> how many times."""
+    require_admin(request)
+    hub = runtime(request)
+    platform_id = request.path_params["platform_id"]
+    if platform_id not in (await hub.registry.refresh_if_stale()).platforms:
+        raise AdminError(404, f"unknown platform {platform_id}")
+    return json_response(await hub.losses.of(platform_id))
+
+
 class Connect(msgspec.Struct):
     versions_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")]
     token_a: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -220,6 +231,7 @@ routes = [
     Route("/admin/platforms", create_platform, methods=["POST"]),
     Route("/admin/platforms", list_platforms, methods=["GET"]),
     Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
+    Route("/admin/platforms/{platform_id}/losses", platform_losses, methods=["GET"]),
     Route("/admin/parties", announce_party, methods=["POST"]),
     Route(
         "/admin/parties/{country_code}/{party_id}/{role}/history", party_history, methods=["GET"]
