@@ -32,6 +32,7 @@ SCENARIOS = {
     "getall": "get_all",
     "agreements": "agreements",
     "storm": "status_storm",
+    "versions": "ocpi_versions",
 }
 
 LEGEND = (

@@ -1,6 +1,7 @@
 """Fake OCPI platforms in one process of their own: ``python -m tests.bench.platforms PORT``.
 
-Any number of platforms live under ``/p/{name}``; each offers versions, 2.3.0 details,
+Any number of platforms live under ``/p/{name}``; each offers versions, 2.3.0 details (2.2.1
+for platforms named ``v221*``),
 credentials, and Locations/Tokens SENDER and RECEIVER, and accepts only the token
 ``bench-{name}`` (the token B the load client hands the hub in the handshake). Platforms
 named ``fill*`` (the filler parties of the registry-scale scenario) do not offer the
@@ -34,12 +35,18 @@ MODULES = (
     ("locations", "RECEIVER"),
     ("tokens", "SENDER"),
     ("tokens", "RECEIVER"),
+    ("sessions", "RECEIVER"),
     ("hubclientinfo", "RECEIVER"),
 )
 LIST_SIZE = 200  # Locations each platform publishes on its paginated SENDER list
 BIG_PAGE = 1024 * 1024  # bytes of the ?page=big answer (the streaming case)
 JSON = "application/json"
 MAX_BODY = 8 * 1024 * 1024
+
+
+def version_of(name: str) -> str:
+    """The OCPI version a fake platform speaks: 2.2.1 for ``v221*`` names."""
+    return "2.2.1" if name.startswith("v221") else "2.3.0"
 
 
 def token_b(name: str) -> str:
@@ -82,26 +89,29 @@ class Platforms:
             expected = self._auth[name] = authorization(token_b(name))
         if request.headers.get("Authorization") != expected:
             return web.Response(body=self._unauthorized, status=401, content_type=JSON)
-        if rest.startswith("ocpi/2.3.0/locations/"):
-            return await self._locations(request, name, rest[len("ocpi/2.3.0/locations/") :])
+        version = version_of(name)
+        tree = f"ocpi/{version}/"
+        if rest.startswith(tree + "locations/"):
+            return await self._locations(request, name, rest[len(tree + "locations/") :])
         if rest == "ocpi/versions":
-            versions = [{"version": "2.3.0", "url": f"{self.platform_url(name)}/ocpi/2.3.0"}]
+            versions = [{"version": version, "url": f"{self.platform_url(name)}/ocpi/{version}"}]
             return web.Response(body=data.envelope(versions), content_type=JSON)
-        if rest == "ocpi/2.3.0":
+        if rest == f"ocpi/{version}":
             return web.Response(body=data.envelope(self._details(name)), content_type=JSON)
         if request.method in ("PUT", "PATCH", "POST"):
             await request.read()
         return web.Response(body=self._ok, content_type=JSON)
 
     def _details(self, name: str) -> dict[str, Any]:
-        base = f"{self.platform_url(name)}/ocpi/2.3.0"
+        version = version_of(name)
+        base = f"{self.platform_url(name)}/ocpi/{version}"
         endpoints = [{"identifier": "credentials", "role": "SENDER", "url": f"{base}/credentials"}]
         endpoints += [
             {"identifier": m, "role": r, "url": f"{base}/{m}/{r.lower()}"}
             for m, r in MODULES
             if not (m == "hubclientinfo" and name.startswith("fill"))
         ]
-        return {"version": "2.3.0", "endpoints": endpoints}
+        return {"version": version, "endpoints": endpoints}
 
     async def _locations(self, request: web.BaseRequest, name: str, rest: str) -> web.Response:
         if rest.startswith("sender"):

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench.platforms import authorization, token_b
+from tests.bench.platforms import authorization, token_b, version_of
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +248,7 @@ class Registered:
         return {"Authorization": authorization(token_b(self.name)), **routing(sender, receiver)}
 
     def endpoint(self, module: str, interface: str) -> str:
-        return f"{self.url}/ocpi/2.3.0/{module}/{interface}"
+        return f"{self.url}/ocpi/{version_of(self.name)}/{module}/{interface}"
 
 
 def routing(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[str, str]:
@@ -273,7 +273,7 @@ async def register(
     token_a = {"Authorization": authorization(created["token_a"])}
     async with http.get(created["versions_url"], headers=token_a) as r:
         versions = (await _json(r))["data"]
-    details_url = next(v["url"] for v in versions if v["version"] == "2.3.0")
+    details_url = next(v["url"] for v in versions if v["version"] == version_of(name))
     async with http.get(details_url, headers=token_a) as r:
         endpoints = (await _json(r))["data"]["endpoints"]
     credentials_url = next(e["url"] for e in endpoints if e["identifier"] == "credentials")

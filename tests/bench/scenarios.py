@@ -20,7 +20,7 @@ import aiohttp
 import redis
 
 from hub.redis_server import EmbeddedRedis
-from tests.bench import data, storm
+from tests.bench import data, storm, versions
 from tests.bench.load import Call, Run, closed_loop, fixed_count
 from tests.bench.platforms import BIG_PAGE
 from tests.bench.procs import (
@@ -762,6 +762,9 @@ class Bench:
 
     async def status_storm(self) -> None:
         await storm.run(self)
+
+    async def ocpi_versions(self) -> None:
+        await versions.run(self)
 
     async def _unsupported(self, call: Call) -> str:
         """Why the hub cannot do what ``call`` asks yet, or "" when it answers 1000."""

@@ -1,0 +1,1 @@
+"""Platforms built on third-party OCPI libraries, each run in a virtual environment of its own."""
