@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.fakes import ALL_MODULES, FakePlatform, ocpi, register, until
@@ -65,12 +66,12 @@ async def test_a_221_only_platform_registers_at_221(
         assert ("CPA", "CPO") in {(r["party_id"], r["role"]) for r in roles}
 
 
-async def test_a_platform_offering_both_registers_at_the_version_it_called(
-    hub: RunningHub, http: aiohttp.ClientSession
+@pytest.mark.parametrize("offered", [["2.3.0"], ["2.2.1", "2.3.0"]])
+async def test_a_230_platform_registers_at_230(
+    hub: RunningHub, http: aiohttp.ClientSession, offered: list[str]
 ) -> None:
-    async with FakePlatform(
-        "Both", [("DE", "MSA", "EMSP")], ALL_MODULES, versions=["2.2.1", "2.3.0"]
-    ) as both:
+    """Offering 2.3.0 only, or both and calling the 2.3.0 credentials endpoint."""
+    async with FakePlatform("Both", [("DE", "MSA", "EMSP")], ALL_MODULES, versions=offered) as both:
         await register(hub, http, both)
         assert (await platform_record(hub, http, "Both"))["version"] == "2.3.0"
         assert both.hub_credentials is not None and both.hub_credentials["hub_party_id"] == "NLHUB"
@@ -460,3 +461,92 @@ async def test_an_operator_can_hand_out_a_221_only_versions_url(
         f"{hub.url}/admin/platforms", json={"name": "X", "version": "2.1.1"}, headers=hub.admin
     ) as response:
         assert response.status == 422
+
+
+STAMP = "2026-03-01T00:00:00Z"
+# (module, path after the interface, what the sender sends, what a receiver of the other
+# version gets), pushed from each version to the other. last_updated is never touched.
+EXCHANGES = [
+    (
+        "locations", "locations/receiver/{cc}/{pid}/L1",
+        {"id": "L1", "help_phone": "+3120", "last_updated": STAMP},
+        {"2.2.1": {"id": "L1", "last_updated": STAMP},
+         "2.3.0": {"id": "L1", "help_phone": "+3120", "last_updated": STAMP}},
+    ),
+    (
+        "tariffs", "tariffs/receiver/{cc}/{pid}/T1",
+        {"id": "T1", "currency": "EUR", "elements": [], "last_updated": STAMP,
+         "min_price": {"excl_vat": 1, "incl_vat": 1.21}},
+        {"2.3.0": {"id": "T1", "currency": "EUR", "elements": [], "last_updated": STAMP,
+                   "min_price": {"before_taxes": 1, "after_taxes": 1.21}, "tax_included": "NO"}},
+    ),
+    (
+        "tariffs", "tariffs/receiver/{cc}/{pid}/T2",
+        {"id": "T2", "currency": "EUR", "elements": [], "last_updated": STAMP,
+         "tax_included": "NO", "max_price": {"before_taxes": 5, "after_taxes": 6.05}},
+        {"2.2.1": {"id": "T2", "currency": "EUR", "elements": [], "last_updated": STAMP,
+                   "max_price": {"excl_vat": 5, "incl_vat": 6.05}}},
+    ),
+    (
+        "tokens", "tokens/receiver/{cc}/{pid}/U1",
+        {"uid": "U1", "type": "RFID", "last_updated": STAMP},
+        {"2.2.1": {"uid": "U1", "type": "RFID", "last_updated": STAMP},
+         "2.3.0": {"uid": "U1", "type": "RFID", "last_updated": STAMP}},
+    ),
+    (
+        "sessions", "sessions/receiver/{cc}/{pid}/S1",
+        {"id": "S1", "total_cost": {"excl_vat": 2, "incl_vat": 2.42}, "last_updated": STAMP},
+        {"2.3.0": {"id": "S1", "last_updated": STAMP,
+                   "total_cost": {"before_taxes": 2, "taxes": [{"name": "VAT", "amount": 0.42}]}}},
+    ),
+    (
+        "cdrs", "cdrs/receiver",
+        {"id": "C1", "booking_id": "B1", "last_updated": STAMP,
+         "total_cost": {"before_taxes": 2, "taxes": [{"name": "VAT", "amount": 0.42}]}},
+        {"2.2.1": {"id": "C1", "last_updated": STAMP,
+                   "total_cost": {"excl_vat": 2, "incl_vat": 2.42}}},
+    ),
+    (
+        "commands", "commands/receiver/STOP_SESSION",
+        {"response_url": "https://emsp.example.com/cb/1", "session_id": "S1"},
+        {"2.2.1": None, "2.3.0": None},  # the same in both: checked apart from response_url
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "path", "sent", "got"),
+    EXCHANGES,
+    ids=[f"{e[0]}-{e[2].get('id', e[0])}" for e in EXCHANGES],
+)
+async def test_every_module_crosses_both_ways(
+    hub: RunningHub,
+    http: aiohttp.ClientSession,
+    module: str,
+    path: str,
+    sent: dict[str, Any],
+    got: dict[str, Any],
+) -> None:
+    """Each pushed from a platform of one version to a party of the other, direct (OCPI-to
+    naming it): what arrives is the object in the receiver's version."""
+    async with mixed(hub, http) as (old_cpo, new_cpo, new_msp, old_msp):
+        pairs = {"2.2.1": (new_cpo, old_msp), "2.3.0": (old_cpo, new_msp)}  # by target version
+        if module in ("tokens", "commands"):
+            pairs = {"2.2.1": (new_msp, old_cpo), "2.3.0": (old_msp, new_cpo)}
+        for target, expected in got.items():
+            sender, receiver = pairs[target]
+            cc, pid = sender.parties[0][:2]
+            to = receiver.parties[0][:2]
+            body = {**sent, "response_url": f"{sender.url}/cb/1"} if module == "commands" else sent
+            method = "POST" if module in ("cdrs", "commands") else "PUT"
+            answer = await routed(http, hub, sender, method, path.format(cc=cc, pid=pid), to, body)
+            assert answer["status_code"] == 1000, answer
+            (arrived,) = receiver.calls()
+            assert arrived.path.startswith(f"/ocpi/{target}/{module}/receiver")
+            if expected is None:
+                assert {k: v for k, v in arrived.json().items() if k != "response_url"} == {
+                    k: v for k, v in body.items() if k != "response_url"
+                }
+            else:
+                assert arrived.json() == expected
+            receiver.received.clear()
