@@ -15,12 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A 2.2.1 platform built on a third-party OCPI library (tests/test_thirdparty.py) runs in an
+# environment of its own: the library pins FastAPI 0.101 and pydantic 1.
+THIRDPARTY := .cache/extrawest-ocpi-2025.7.16
+$(THIRDPARTY)/bin/python:
+	$(PYTHON) -m venv $(THIRDPARTY)
+	$(THIRDPARTY)/bin/python -m pip install -q "extrawest-ocpi==2025.7.16" "uvicorn<0.30"
+
 # Loopback is open so platforms on the same machine can register; the image opens nothing.
 run: install
 	HUB_LOG_FORMAT=$${HUB_LOG_FORMAT:-console} \
 	HUB_OUTBOUND_ALLOW=$${HUB_OUTBOUND_ALLOW-loopback} $(BIN)/hub serve
 
-test: install
+test: install $(THIRDPARTY)/bin/python
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Random requests at one running hub (tests/test_fuzz.py; `make test` runs 150 fixed ones);
@@ -42,7 +49,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .cache data .pytest_cache .ruff_cache *.egg-info
 
 # Benchmarks (tests/bench, not part of `make test`): about 5 minutes on 2 cores; results in
 # bench-results/latest.json. BENCH_ARGS=--help lists the knobs (duration, repetitions, ...).
