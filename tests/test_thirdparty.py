@@ -1,8 +1,11 @@
-"""A 2.2.1 platform built on a third-party OCPI library (extrawest-ocpi from the package
-registry: FastAPI 0.101 and pydantic 1, so it runs in a virtual environment of its own under
-.cache/, made by `make test` or on first use) exchanges Locations and Sessions with 2.3.0 parties through the
-hub. Its OCPI routes, models and credentials handshake are the library's: what it accepts
-and what it answers are a reading of 2.2.1 independent of the hub's.
+"""A 2.2.1 platform built on a third-party OCPI library exchanges Locations and Sessions
+with 2.3.0 parties through the hub.
+
+The library is extrawest-ocpi from the package registry. It pins FastAPI 0.101 and
+pydantic 1, so it runs in a virtual environment of its own under .cache/, made by
+`make test` or on first use. Its OCPI routes, models and credentials handshake are the
+library's: what it accepts and what it answers are a reading of 2.2.1 independent of the
+hub's.
 """
 
 from __future__ import annotations
