@@ -151,6 +151,11 @@ def platforms_suspend(args: argparse.Namespace) -> int:
     return _output(args, data, PLATFORM_COLUMNS)
 
 
+def platforms_rotate(args: argparse.Namespace) -> int:
+    data = _client(args).call("POST", f"/admin/platforms/{args.id}/rotate")
+    return _output(args, data, PLATFORM_COLUMNS)
+
+
 def parties_list(args: argparse.Namespace) -> int:
     columns = ("country_code", "party_id", "role", "platform_id", "status", "last_seen", "name")
     return _output(args, _client(args).call("GET", "/admin/parties"), columns)
@@ -271,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("token_a", help="the token A the platform issued to the hub")
     admin_command(
         platforms, "suspend", platforms_suspend, "suspend a platform: tokens void"
+    ).add_argument("id")
+    admin_command(
+        platforms, "rotate", platforms_rotate, "new credentials tokens both ways (hub as client)"
     ).add_argument("id")
 
     agreements = commands.add_parser(

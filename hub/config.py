@@ -57,6 +57,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     deliveries_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 32
     delivery_drop_identical: bool = True
     get_all_partial: bool = False
+    rotation_grace: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    rotation_retry: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    rotation_interval: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    roles_update_interval: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    roles_update_clientinfo: bool = False
     routing_policy: Literal["open", "agreements"] = "open"
     page_link_ttl: Annotated[int, msgspec.Meta(ge=1)] = 3600
     cdr_location_ttl: Annotated[int, msgspec.Meta(ge=1)] = 400 * 24 * 3600

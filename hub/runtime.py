@@ -17,6 +17,7 @@ from hub.background.deadletters import DeadLetters
 from hub.background.delivery import Services
 from hub.background.engine import DeliveryEngine
 from hub.background.pushlog import PushLog
+from hub.background.roles import RolesKeeper
 from hub.background.tasks import cancel_and_wait
 from hub.background.workqueue import WorkQueue
 from hub.config import Settings
@@ -25,8 +26,10 @@ from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
 from hub.outbound import GuardedConnector
+from hub.registry.events import PlatformEvents
 from hub.registry.policy import Policy
 from hub.registry.ratelimit import RateLimiter
+from hub.registry.records import retire_old_tokens
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -60,6 +63,7 @@ class Runtime:
         self.relays = Relays(self.redis, urls, lifetimes)
         self.index = RoutingIndex(self.redis, settings.open_routing_ttl)
         self.losses = Losses(self.redis)
+        self.events = PlatformEvents(self.redis)
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
@@ -69,6 +73,7 @@ class Runtime:
         self._handshake: Handshake | None = None
         self._alive: AliveChecker | None = None
         self._reviving: set[str] = set()
+        self._retiring: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._detached: set[asyncio.Task[None]] = set()
         self._queues: list[WorkQueue] = []
@@ -185,6 +190,8 @@ class Runtime:
             self.spawn(queue.run())
         self.spawn(self._engine.run())
         self.spawn(self._alive.run())
+        roles = RolesKeeper(self.redis, self.registry, self._handshake, self.events, self.settings)
+        self.spawn(roles.run())
         if not policy.open:
             self.spawn(pusher.run_agreement_clock())
 
@@ -203,6 +210,23 @@ class Runtime:
                 self._reviving.discard(platform_id)
 
         self.detach(mark())
+
+    def retire_old_tokens(self, platform_id: str) -> None:
+        """The platform called with its new token C: the tokens it replaced stop working,
+        on every process (a registry write)."""
+        if platform_id in self._retiring:
+            return
+        self._retiring.add(platform_id)
+
+        async def retire() -> None:
+            try:
+                await self.writer.update(
+                    platform_id, retire_old_tokens, "old credentials token retired: new one used"
+                )
+            finally:
+                self._retiring.discard(platform_id)
+
+        self.detach(retire())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A background loop that lives as long as the process."""

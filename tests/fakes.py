@@ -223,10 +223,10 @@ class FakePlatform:
             self.inbound_tokens.discard(received.token or "")
             self.hub_token = None
             return ocpi(None)
+        if self.credentials_handler is not None and received.method in ("POST", "PUT"):
+            return await self.credentials_handler(received, request)
         if received.method != "POST":
             return ocpi(None, 2000, 405)
-        if self.credentials_handler is not None:
-            return await self.credentials_handler(received, request)
         body = received.json()
         self.hub_token = body["token"]
         self.hub_credentials = body

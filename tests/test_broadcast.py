@@ -219,7 +219,7 @@ async def test_suspended_parties_are_skipped(network: Network) -> None:
         ("DE", "MSA"),
         ("BE", "NAV"),
     }
-    assert network.emsp_b.calls() == []
+    assert network.emsp_b.calls(path_prefix="/ocpi/2.3.0/locations") == []
 
 
 def accepted(body: dict[str, Any]) -> str:

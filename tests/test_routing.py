@@ -384,6 +384,8 @@ async def test_4003_suspended_receiver_without_network_call(roaming: Roaming) ->
         f"{roaming.hub.url}/admin/platforms/{cpo_id}", headers=roaming.hub.admin
     ):
         pass
+    # The suspension tells the platform (DELETE on its credentials endpoint); then nothing.
+    await until(lambda: bool(roaming.cpo.calls(method="DELETE")))
     roaming.cpo.received.clear()
     _response, body = await roaming.call(EMSP, CPO, "GET", "locations", "SENDER")
     assert body["status_code"] == 4003 and "SUSPENDED" in body["status_message"]

@@ -7,15 +7,28 @@ until every call has succeeded, and a failure leaves the previous state in force
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import aiohttp
 import msgspec
 
 from hub.config import Settings
 from hub.logs import get_logger
-from hub.ocpi.envelope import OcpiError
-from hub.ocpi.models import V2_2_1, BusinessDetails, Credentials, CredentialsRole, Role
+from hub.ocpi.envelope import OcpiError, now
+from hub.ocpi.models import (
+    V2_2_1,
+    VERSION,
+    BusinessDetails,
+    Credentials,
+    CredentialsRole,
+    InterfaceRole,
+    ModuleID,
+    Role,
+)
 from hub.ocpi.status import StatusCode
 from hub.onboarding.client import Negotiated, PlatformClient
 from hub.registry.errors import RegistryError, UnknownPlatform, WrongPlatformState
@@ -23,6 +36,7 @@ from hub.registry.policy import Policy
 from hub.registry.records import Platform, PlatformState, TokenKind
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
+from hub.registry.store import Keys
 from hub.registry.tokens import new_token, token_hash
 from hub.registry.writer import RegistryWriter
 
@@ -48,6 +62,12 @@ def _registered(platform: Platform, body: Credentials, negotiated: Negotiated) -
         peer_hub=next((r for r in body.roles if r.role == Role.HUB), None),
         token_b=body.token,
     )
+
+
+def roles_signature(roles: list[CredentialsRole]) -> str:
+    """A short digest of a roles list: has the list a platform was given changed?"""
+    listed = sorted(f"{r.country_code}/{r.party_id}/{r.role}" for r in roles)
+    return hashlib.blake2b("|".join(listed).encode(), digest_size=8).hexdigest()
 
 
 def check_roles(body: Credentials, version: str) -> None:
@@ -130,12 +150,15 @@ class Handshake:
         cause: str,
         correlation_id: str,
         version: str,
+        rotating: bool = False,
     ) -> Credentials:
         """Registration and update alike: fetch the platform's endpoints of ``version`` (the
         version whose credentials endpoint it called) with its (new) token B, then switch to
         them and to a new token C in one registry write, or change nothing. ``conflict`` is
         raised when ``still_valid`` says another request won. A PUT on the other version's
-        endpoint switches the platform's version (credentials, "PUT Method")."""
+        endpoint switches the platform's version (credentials, "PUT Method"). ``rotating``
+        (a PUT): the tokens C it replaces keep working for ROTATION_GRACE seconds, or until
+        the platform uses the new one, so a lost answer does not lock the platform out."""
         check_roles(body, version)
         client = self._client(body.token, platform, correlation_id)
         negotiated = await client.negotiate(body.url, version)
@@ -144,14 +167,114 @@ class Handshake:
         def switch(current: Platform) -> Platform:
             if not still_valid(current):
                 raise conflict
+            hashes = {token_hash(token_c): TokenKind.CREDENTIALS}
+            until = None
+            if rotating and self.settings.rotation_grace > 0:
+                retiring = (TokenKind.CREDENTIALS, TokenKind.RETIRING)
+                old = {h: k for h, k in current.token_hashes.items() if k in retiring}
+                hashes |= dict.fromkeys(old, TokenKind.RETIRING)
+                until = now() + timedelta(seconds=self.settings.rotation_grace)
             return msgspec.structs.replace(
-                _registered(current, body, negotiated),
-                token_hashes={token_hash(token_c): TokenKind.CREDENTIALS},
+                _registered(current, body, negotiated), token_hashes=hashes, retiring_until=until
             )
 
         updated = await self.writer.update(platform.id, switch, cause)
         log.info(cause, parties=len(updated.roles), version=updated.version)
-        return self.credentials(await self.registry.snapshot(), token_c, platform.id, version)
+        ours = self.credentials(await self.registry.snapshot(), token_c, platform.id, version)
+        await self.given(platform.id, ours.roles)
+        return ours
+
+    async def rotate(self, platform_id: str, tries: int = 3) -> Platform:
+        """The hub as client of a credentials update ("PUT Method"): a new token C for the
+        platform, its new token B from the answer, its endpoints fetched again.
+
+        The new token C is valid from before the PUT is sent (the platform may use it at
+        once) and stays valid if the answer is lost, since the platform may have applied
+        it; the hub keeps calling with the old token B and sends the PUT again, up to
+        ``tries`` times. Once an update succeeds, the older tokens C retire under the grace
+        rule. A rotation that fails changes nothing else and raises."""
+        platform = await self.registry.get(platform_id)
+        if platform is None:
+            raise UnknownPlatform(platform_id)
+        if platform.state != PlatformState.REGISTERED or not platform.token_b:
+            raise WrongPlatformState(f"platform {platform_id} is {platform.state}: not registered")
+        endpoint = platform.endpoint(ModuleID.CREDENTIALS, InterfaceRole.SENDER)
+        if endpoint is None or not platform.versions_url:
+            raise WrongPlatformState(f"platform {platform_id} listed no credentials endpoint")
+        version = platform.version or VERSION
+        token_c = new_token()
+        new_hash = token_hash(token_c)
+
+        def add_new(current: Platform) -> Platform:
+            hashes = {**current.token_hashes, new_hash: TokenKind.CREDENTIALS}
+            return msgspec.structs.replace(current, token_hashes=hashes)
+
+        await self.writer.update(platform_id, add_new, "credentials rotation started")
+        client = self._client(platform.token_b, platform, None)
+        for attempt in range(1, tries + 1):
+            ours = self.credentials(await self.registry.snapshot(), token_c, platform_id, version)
+            try:
+                theirs = await client.call("PUT", endpoint.url, Credentials, ours)
+                check_roles(theirs, version)
+                negotiated = await self._client(theirs.token, platform, None).negotiate(
+                    theirs.url, version
+                )
+                break
+            except OcpiError as exc:
+                log.warning(
+                    "credentials rotation failed; the old token toward the platform is kept",
+                    platform_id=platform_id,
+                    attempt=attempt,
+                    error=exc.message,
+                )
+                if attempt == tries:
+                    raise
+                await asyncio.sleep(attempt * self.settings.rotation_retry)
+        grace = timedelta(seconds=self.settings.rotation_grace)
+
+        def switch(current: Platform) -> Platform:
+            old = {h for h, k in current.token_hashes.items() if h != new_hash}
+            hashes = {new_hash: TokenKind.CREDENTIALS}
+            if grace:
+                hashes |= dict.fromkeys(old, TokenKind.RETIRING)
+            return msgspec.structs.replace(
+                _registered(current, theirs, negotiated),
+                token_hashes=hashes,
+                retiring_until=now() + grace if grace and old else None,
+            )
+
+        rotated = await self.writer.update(platform_id, switch, "credentials rotated by the hub")
+        await self.given(platform_id, ours.roles, rotated=True)
+        return rotated
+
+    async def given(
+        self, platform_id: str, roles: list[CredentialsRole], rotated: bool = False
+    ) -> None:
+        """Remember which roles list the platform was given, and when (hub/background/roles.py
+        sends it the current one when they differ)."""
+        moment = time.time()
+        redis = self.registry.redis
+        previous = await redis.hget(Keys.roles_sent, platform_id)
+        rotated_at = moment
+        if previous and not rotated:
+            rotated_at = float(previous.split()[2])
+        value = f"{roles_signature(roles)} {moment} {rotated_at}"
+        await redis.hset(Keys.roles_sent, platform_id, value)
+
+    async def tell_suspended(self, platform: Platform) -> str:
+        """credentials "Unregistering": "Both parties must end any automated communication":
+        DELETE on the platform's credentials endpoint, with the token it gave the hub (taken
+        before the suspension voided it). Best effort: the outcome, in words."""
+        endpoint = platform.endpoint(ModuleID.CREDENTIALS, InterfaceRole.SENDER)
+        if endpoint is None or not platform.token_b:
+            return "not told: no credentials endpoint or token known"
+        client = self._client(platform.token_b, platform, None)
+        try:
+            await client.call("DELETE", endpoint.url, object)
+        except OcpiError as exc:
+            log.warning("suspended platform not told", platform_id=platform.id, error=exc.message)
+            return f"DELETE credentials failed: {exc.message}"
+        return "DELETE credentials answered"
 
     async def connect(self, platform_id: str, versions_url: str, token_a: str) -> Platform:
         """The hub as Sender: register with a platform that issued ``token_a`` to the hub.
@@ -212,4 +335,5 @@ class Handshake:
             await self.writer.update(platform_id, drop_pending)
             raise
         log.info("connected to platform", platform_id=platform_id, parties=len(updated.roles))
+        await self.given(platform_id, ours.roles)
         return updated

@@ -32,6 +32,18 @@ class PlatformState(StrEnum):
 class TokenKind(StrEnum):
     REGISTRATION = "A"  # CREDENTIALS_TOKEN_A: versions and credentials only
     CREDENTIALS = "C"  # the token a registered platform calls the hub with
+    # A token C a credentials update replaced: still valid until the platform first uses
+    # the new one, or until the platform's ``retiring_until`` (ROTATION_GRACE).
+    RETIRING = "R"
+
+
+def retire_old_tokens(platform: Platform) -> Platform:
+    """The platform used its new token C: the ones it replaced stop working now."""
+    return msgspec.structs.replace(
+        platform,
+        token_hashes={h: k for h, k in platform.token_hashes.items() if k != TokenKind.RETIRING},
+        retiring_until=None,
+    )
 
 
 class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,6 +74,7 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     peer_hub: CredentialsRole | None = None  # a 2.2.1 hub peer's own identity (role HUB)
     token_b: str | None = None  # the token the hub calls this platform with
     token_hashes: dict[str, TokenKind] = {}  # hashes of the tokens it calls the hub with
+    retiring_until: datetime | None = None  # when its RETIRING tokens stop working
     raw_token: bool = False  # legacy peers that expect the token unencoded
     extra_origins: list[str] = []  # hosts an operator allowed beyond those it named
     rate_limit: RateLimit | None = None  # None: the hub-wide default

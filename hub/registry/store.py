@@ -53,6 +53,8 @@ class Keys:
     delivery_cursor_times = PREFIX + "delivery-cursor-times"
     delivery_workers = PREFIX + "delivery-workers"
     dead_letters = PREFIX + "dead-letters"
+    roles_sent = PREFIX + "roles-sent"
+    roles_lease = PREFIX + "roles-lease"
     agreements = PREFIX + "agreements"
     broadcasts = PREFIX + "broadcasts"
 
@@ -83,6 +85,10 @@ class Keys:
     @staticmethod
     def delivery_stats(platform_id: str) -> str:
         return f"{PREFIX}delivery-stats:{platform_id}"
+
+    @staticmethod
+    def platform_events(platform_id: str) -> str:
+        return f"{PREFIX}platform-events:{platform_id}"
 
     @staticmethod
     def losses(platform_id: str) -> str:
@@ -135,6 +141,9 @@ SCHEMA = (
     KeySpec(Keys.delivery_lease("*"), "string", "background.engine", "a lease", expires=True),
     KeySpec(Keys.delivery_stats("*"), "hash", "background.delivery", "six counters a platform"),
     KeySpec(Keys.dead_letters, "stream", "background.delivery", "capped at DEAD_LETTERS"),
+    KeySpec(Keys.roles_sent, "hash", "background.roles", "id -> last roles update; per platform"),
+    KeySpec(Keys.roles_lease, "string", "background.roles", "a lease", expires=True),
+    KeySpec(Keys.platform_events("*"), "list", "registry.events", "per platform, trimmed to KEEP"),
     KeySpec(Keys.losses("*"), "hash", "routing.losses", "module and field -> count; per platform"),
     KeySpec(Keys.latest("*", "*"), "list", "background.broadcast", "LATEST_TTL", expires=True),
     KeySpec(Keys.broadcasts, "zset", "background.broadcast", "trimmed to the newest KEEP"),

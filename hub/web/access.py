@@ -9,7 +9,7 @@ from starlette.requests import Request
 from hub.logs import bind_contextvars
 from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
-from hub.ocpi.envelope import OcpiError
+from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.status import StatusCode
 from hub.registry.records import Platform, TokenKind
 from hub.runtime import Runtime
@@ -45,6 +45,16 @@ async def authenticate(
             )
         raise OcpiError(StatusCode.CLIENT_ERROR, "unknown credentials token", 401)
     platform, kind = found
+    if kind == TokenKind.RETIRING and not (
+        platform.retiring_until is not None and now() < platform.retiring_until
+    ):
+        raise OcpiError(
+            StatusCode.CLIENT_ERROR,
+            "this credentials token was replaced by a credentials update: use the new one",
+            401,
+        )
+    if kind == TokenKind.CREDENTIALS and platform.retiring_until is not None:
+        hub.retire_old_tokens(platform.id)  # its first call with the new token
     if kind == TokenKind.REGISTRATION and not allow_token_a:
         raise OcpiError(
             StatusCode.CLIENT_ERROR,

@@ -6,7 +6,7 @@ Plain JSON, not OCPI envelopes: errors are ``{"error": "..."}`` with a fitting H
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
@@ -16,8 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.ocpi.body import BadJson, decode_json
+from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.onboarding.handshake import suspended
+from hub.registry.errors import RegistryError, UnknownPlatform
+from hub.registry.events import PlatformEvent
 from hub.registry.records import Platform, RateLimit, party_key
 from hub.web.access import AdminError, require_admin, runtime
 from hub.web.responses import json_response
@@ -75,15 +78,40 @@ async def get_platform(request: Request) -> Response:
     return json_response(platform.public())
 
 
+async def _known_platform(request: Request) -> str:
+    """The platform id of the path, 404 unless the registry has it."""
+    require_admin(request)
+    platform_id: str = request.path_params["platform_id"]
+    if platform_id not in (await runtime(request).registry.refresh_if_stale()).platforms:
+        raise AdminError(404, f"unknown platform {platform_id}")
+    return platform_id
+
+
+async def platform_events(request: Request) -> Response:
+    """Its credentials events, newest first: when, by whom, with what outcome."""
+    return json_response(await runtime(request).events.of(await _known_platform(request)))
+
+
 async def platform_losses(request: Request) -> Response:
     """What translation between OCPI versions left out of the objects this platform got:
     ``"module: field"`` -> how many times."""
-    require_admin(request)
-    hub = runtime(request)
-    platform_id = request.path_params["platform_id"]
-    if platform_id not in (await hub.registry.refresh_if_stale()).platforms:
-        raise AdminError(404, f"unknown platform {platform_id}")
-    return json_response(await hub.losses.of(platform_id))
+    return json_response(await runtime(request).losses.of(await _known_platform(request)))
+
+
+async def _audited(request: Request, event: str, work: Awaitable[Platform]) -> Response:
+    """An operator's credentials action, recorded in the platform's events whatever came of
+    it; the platform as it is after."""
+    hub, platform_id = runtime(request), request.path_params["platform_id"]
+    try:
+        platform = await work
+    except (OcpiError, RegistryError) as exc:
+        if not isinstance(exc, UnknownPlatform):
+            failed = PlatformEvent(now(), event, "operator", exc.message)
+            await hub.events.record(platform_id, failed)
+        raise
+    done = PlatformEvent(now(), event, "operator", "ok", platform.version)
+    await hub.events.record(platform_id, done)
+    return json_response(platform.public())
 
 
 class Connect(msgspec.Struct):
@@ -106,10 +134,17 @@ async def connect_platform(request: Request) -> Response:
     """The hub as credentials Sender: register with a platform that gave us its token A."""
     require_admin(request)
     body = await read_body(request, Connect)
-    platform = await runtime(request).handshake.connect(
-        request.path_params["platform_id"], body.versions_url, body.token_a
-    )
-    return json_response(platform.public())
+    handshake, platform_id = runtime(request).handshake, request.path_params["platform_id"]
+    connecting = handshake.connect(platform_id, body.versions_url, body.token_a)
+    return await _audited(request, "register", connecting)
+
+
+async def rotate_platform(request: Request) -> Response:
+    """A credentials update started by the hub: new tokens both ways, endpoints fetched
+    again. A failure is answered with what went wrong and recorded."""
+    require_admin(request)
+    rotating = runtime(request).handshake.rotate(request.path_params["platform_id"])
+    return await _audited(request, "rotate", rotating)
 
 
 async def update_platform(request: Request) -> Response:
@@ -135,7 +170,17 @@ async def update_platform(request: Request) -> Response:
 async def suspend_platform(request: Request) -> Response:
     """Tokens void both ways; the platform's parties become SUSPENDED."""
     require_admin(request)
+    hub = runtime(request)
+    before = await hub.registry.get(request.path_params["platform_id"])
     platform = await _update(request, suspended, "suspended by operator")
+
+    async def tell() -> None:
+        told = await hub.handshake.tell_suspended(before) if before else "not told"
+        await hub.events.record(
+            platform.id, PlatformEvent(now(), "suspend", "operator", "ok", detail=told)
+        )
+
+    hub.detach(tell())  # the suspension stands whatever the platform answers
     return json_response(platform.public())
 
 
@@ -232,6 +277,7 @@ routes = [
     Route("/admin/platforms", list_platforms, methods=["GET"]),
     Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
     Route("/admin/platforms/{platform_id}/losses", platform_losses, methods=["GET"]),
+    Route("/admin/platforms/{platform_id}/events", platform_events, methods=["GET"]),
     Route("/admin/parties", announce_party, methods=["POST"]),
     Route(
         "/admin/parties/{country_code}/{party_id}/{role}/history", party_history, methods=["GET"]
@@ -241,5 +287,6 @@ routes = [
     Route("/admin/platforms/{platform_id}", update_platform, methods=["PATCH"]),
     Route("/admin/platforms/{platform_id}", suspend_platform, methods=["DELETE"]),
     Route("/admin/platforms/{platform_id}/connect", connect_platform, methods=["POST"]),
+    Route("/admin/platforms/{platform_id}/rotate", rotate_platform, methods=["POST"]),
     Route("/admin/parties", list_parties, methods=["GET"]),
 ]

@@ -16,10 +16,12 @@ from hub.logs import get_logger
 from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
 from hub.ocpi.body import decode_request
-from hub.ocpi.envelope import OcpiError
+from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.models import Credentials
 from hub.ocpi.status import StatusCode
 from hub.onboarding.handshake import suspended
+from hub.registry.errors import RegistryError
+from hub.registry.events import PlatformEvent
 from hub.registry.records import Platform, PlatformState
 from hub.registry.tokens import token_hash
 from hub.web.access import authenticate, runtime
@@ -44,18 +46,29 @@ async def _exchange(
     still_valid: Callable[[Platform], bool],
     conflict: OcpiError,
     cause: str,
+    event: str,
 ) -> Response:
-    """POST and PUT alike: the platform's Credentials in, the hub's (with token C) out."""
-    body = decode_request(await request.body(), Credentials, "Credentials object")
-    ours = await runtime(request).handshake.exchange(
-        platform,
-        body,
-        still_valid,
-        conflict,
-        cause,
-        request.state.correlation_id,
-        request.path_params["version"],
-    )
+    """POST and PUT alike: the platform's Credentials in, the hub's (with token C) out; the
+    attempt is recorded in the platform's events, whatever came of it."""
+    version = request.path_params["version"]
+    hub = runtime(request)
+    try:
+        body = decode_request(await request.body(), Credentials, "Credentials object")
+        ours = await hub.handshake.exchange(
+            platform,
+            body,
+            still_valid,
+            conflict,
+            cause,
+            request.state.correlation_id,
+            version,
+            rotating=request.method == "PUT",
+        )
+    except (OcpiError, RegistryError) as exc:
+        outcome = exc.message
+        await hub.events.record(platform.id, PlatformEvent(now(), event, "platform", outcome))
+        raise
+    await hub.events.record(platform.id, PlatformEvent(now(), event, "platform", "ok", version))
     return ocpi_response(ours)
 
 
@@ -78,6 +91,7 @@ async def post_credentials(request: Request) -> Response:
         ),
         OcpiError(StatusCode.CLIENT_ERROR, "token A was used by another request", 401),
         "platform registered",
+        "register",
     )
 
 
@@ -86,7 +100,7 @@ async def put_credentials(request: Request) -> Response:
     platform = await authenticate(request, allow_token_a=True)
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("PUT")
-    old_hashes = set(platform.token_hashes)
+    old_hashes = set(platform.token_hashes)  # RETIRING ones of an earlier update included
     return await _exchange(
         request,
         platform,
@@ -95,6 +109,7 @@ async def put_credentials(request: Request) -> Response:
         ),
         OcpiError(StatusCode.CLIENT_ERROR, "credentials changed meanwhile; retry", 409),
         "platform credentials updated",
+        "update" if platform.version == request.path_params["version"] else "version switch",
     )
 
 
@@ -103,7 +118,9 @@ async def delete_credentials(request: Request) -> Response:
     platform = await authenticate(request, allow_token_a=True)
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("DELETE")
-    await runtime(request).writer.update(platform.id, suspended, "platform unregistered")
+    hub = runtime(request)
+    await hub.writer.update(platform.id, suspended, "platform unregistered")
+    await hub.events.record(platform.id, PlatformEvent(now(), "unregister", "platform", "ok"))
     log.info("platform unregistered")
     return ocpi_response(None)
 
