@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.fakes import FakePlatform
 from tests.support import RunningHub
+from tests.test_credentials_lifecycle import accepting_updates
 
 
 async def hub_cli(hub: RunningHub, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +50,12 @@ async def test_platform_lifecycle_through_cli(hub: RunningHub, http: aiohttp.Cli
         )
         assert connected.returncode == 0, connected.stderr
         assert json.loads(connected.stdout)["state"] == "REGISTERED"
+        before = emsp.hub_token
+        accepting_updates(emsp)
+        rotated = await hub_cli(hub, "platforms", "rotate", platform["id"], "--json")
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["state"] == "REGISTERED"
+        assert emsp.hub_token != before
 
     parties = await hub_cli(hub, "parties", "list", "--json")
     assert [(p["party_id"], p["status"]) for p in json.loads(parties.stdout)] == [
@@ -61,6 +68,12 @@ async def test_platform_lifecycle_through_cli(hub: RunningHub, http: aiohttp.Cli
     assert suspended.returncode == 0 and "SUSPENDED" in suspended.stdout
     parties = await hub_cli(hub, "parties", "list", "--json")
     assert json.loads(parties.stdout)[0]["status"] == "SUSPENDED"
+
+
+async def test_a_221_only_versions_url_through_cli(hub: RunningHub) -> None:
+    added = await hub_cli(hub, "platforms", "add", "Strict", "--version", "2.2.1", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["versions_url"].endswith("/ocpi/versions/2.2.1")
 
 
 async def test_cli_reports_admin_errors(hub: RunningHub):

@@ -117,6 +117,11 @@ async def test_a_put_on_the_other_versions_endpoint_switches_the_version(
         record = await platform_record(hub, http, "CPO 221")
         assert record["version"] == "2.3.0"
         assert all("/ocpi/2.3.0/" in e["url"] for e in record["endpoints"])
+        async with http.get(
+            f"{hub.url}/admin/platforms/{record['id']}/events", headers=hub.admin
+        ) as response:
+            events = [e["event"] for e in await response.json()]
+        assert events == ["version switch", "register"]
         token_c = answer["data"]["token"]
         for version in ("2.2.1", "2.3.0"):
             async with http.get(
