@@ -15,8 +15,8 @@ monthly). One process does this at a time (a lease).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
+import uuid
 
 import redis.asyncio as aioredis
 
@@ -51,7 +51,7 @@ class RolesKeeper:
         self.handshake = handshake
         self.events = events
         self.settings = settings
-        self.owner = hashlib.blake2b(str(id(self)).encode(), digest_size=8).hexdigest()
+        self.owner = uuid.uuid4().hex  # this process, as holder of the lease
         self.slots = asyncio.Semaphore(AT_ONCE)
 
     @property
