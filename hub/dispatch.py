@@ -265,7 +265,17 @@ class Dispatcher:
         hop = link.hop
         with answering(self.hub_party, hop.requester):
             target = reachable(await self.registry.snapshot(), hop.receiver_platform, hop.receiver)
-            return await self._send(incoming, correlation_id, target, "GET", link.url, b"", hop)
+            if not translated(hop.module, target.version, platform.version):
+                return await self._send(incoming, correlation_id, target, "GET", link.url, b"", hop)
+            # A next page or a CDR across versions: translated like the first answer was.
+            ours, theirs = platform.version or VERSION, target.version or VERSION
+            crossing = Crossing(hop.module, 1, ours, theirs, "/".join(hop.receiver))
+            plain = {k: v for k, v in incoming.items() if k != "accept-encoding"}
+            relayed = await self._send(
+                plain, correlation_id, target, "GET", link.url, b"", hop, crossing.answer
+            )
+            await self.losses.record(platform.id, hop.module, theirs, ours, crossing.lost_back)
+            return relayed
 
     async def callback(self, platform: Platform, relay_id: str) -> Callback:
         """A callback handed to ``platform`` (the receiver of the original request)."""

@@ -4,7 +4,7 @@ and the services built on them. The composition root: everything is wired here, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,7 @@ from hub.outbound import GuardedConnector
 from hub.registry.events import PlatformEvents
 from hub.registry.policy import Policy
 from hub.registry.ratelimit import RateLimiter
-from hub.registry.records import retire_old_tokens
+from hub.registry.records import Platform, confirm_token, retire_old_tokens
 from hub.registry.registry import Registry
 from hub.registry.store import connect
 from hub.registry.writer import RegistryWriter
@@ -211,22 +211,36 @@ class Runtime:
 
         self.detach(mark())
 
-    def retire_old_tokens(self, platform_id: str) -> None:
-        """The platform called with its new token C: the tokens it replaced stop working,
-        on every process (a registry write)."""
+    def retire_old_tokens(self, platform_id: str, replaced: frozenset[str]) -> None:
+        """The platform called with its new token C: the ``replaced`` tokens (those that
+        were retiring then, not any replaced later) stop working, on every process."""
+        self._token_write(
+            platform_id,
+            lambda current: retire_old_tokens(current, replaced),
+            "old credentials token retired: the new one was used",
+        )
+
+    def confirm_token(self, platform_id: str) -> None:
+        """The platform called with the token of a hub update that got no answer."""
+        self._token_write(
+            platform_id, confirm_token, "credentials token of an unanswered update confirmed"
+        )
+
+    def _token_write(
+        self, platform_id: str, change: Callable[[Platform], Platform], cause: str
+    ) -> None:
+        """Once per platform at a time, off the request path (a registry write)."""
         if platform_id in self._retiring:
             return
         self._retiring.add(platform_id)
 
-        async def retire() -> None:
+        async def write() -> None:
             try:
-                await self.writer.update(
-                    platform_id, retire_old_tokens, "old credentials token retired: new one used"
-                )
+                await self.writer.update(platform_id, change, cause)
             finally:
                 self._retiring.discard(platform_id)
 
-        self.detach(retire())
+        self.detach(write())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A background loop that lives as long as the process."""

@@ -314,3 +314,86 @@ async def test_scheduled_rotation(hub_factory: HubFactory, http: aiohttp.ClientS
 
         await eventually(recorded, 5)
         assert await versions_status(http, hub, cpo.hub_token or "") == 200
+
+
+async def test_a_platform_that_took_an_unanswered_update_keeps_working(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    """Every answer to the hub's PUT is lost, so the rotation fails; the platform took the
+    new token all the same. It works, and its first call with it retires the old one."""
+    async with (
+        hub_factory(rotation_retry=0.01) as hub,
+        FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+    ):
+        platform_id = await register(hub, http, cpo)
+        old = cpo.hub_token or ""
+
+        async def apply_then_drop(received: Any, request: Any) -> Any:
+            cpo.hub_token = received.json()["token"]
+            request.transport.close()
+            return ocpi(None)
+
+        cpo.credentials_handler = apply_then_drop
+        async with http.post(
+            f"{hub.url}/admin/platforms/{platform_id}/rotate", headers=hub.admin
+        ) as response:
+            assert response.status == 502
+        taken = cpo.hub_token or ""
+        assert taken != old
+        assert await versions_status(http, hub, old) == 200, "not yet used: both work"
+        assert await versions_status(http, hub, taken) == 200
+
+        async def old_refused() -> bool:
+            return await versions_status(http, hub, old) == 401
+
+        await eventually(old_refused, 5)
+        assert await versions_status(http, hub, taken) == 200
+
+
+async def test_a_suspension_during_a_rotation_stands(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    async with FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo:
+        platform_id = await register(hub, http, cpo)
+        issued = accepting_updates(cpo)
+        answer_update = cpo.credentials_handler
+        assert answer_update is not None
+
+        async def suspended_meanwhile(received: Any, request: Any) -> Any:
+            if received.method == "PUT":
+                async with http.delete(
+                    f"{hub.url}/admin/platforms/{platform_id}", headers=hub.admin
+                ) as response:
+                    assert response.status == 200
+            return await answer_update(received, request)
+
+        cpo.credentials_handler = suspended_meanwhile
+        async with http.post(
+            f"{hub.url}/admin/platforms/{platform_id}/rotate", headers=hub.admin
+        ) as response:
+            assert response.status == 409
+        assert issued
+        async with http.get(f"{hub.url}/admin/platforms/{platform_id}", headers=hub.admin) as r:
+            assert (await r.json())["state"] == "SUSPENDED"
+        assert await versions_status(http, hub, cpo.hub_token or "") == 401
+
+
+async def test_a_token_whose_grace_ended_never_comes_back(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    async with (
+        hub_factory(rotation_grace=0.2) as hub,
+        FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+    ):
+        await register(hub, http, cpo)
+        first = cpo.hub_token or ""
+        second = (await put_credentials(http, hub, cpo, first))["data"]["token"]
+
+        async def first_refused() -> bool:
+            return await versions_status(http, hub, first) == 401
+
+        await eventually(first_refused, 5)
+        third = await put_credentials(http, hub, cpo, second)
+        assert third["status_code"] == 1000, "a second update right after: no 409"
+        assert await versions_status(http, hub, first) == 401
+        assert await versions_status(http, hub, second) == 200  # in its own grace

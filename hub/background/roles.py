@@ -54,6 +54,8 @@ class RolesKeeper:
         self.owner = uuid.uuid4().hex  # this process, as holder of the lease
         self.slots = asyncio.Semaphore(AT_ONCE)
 
+    LEASE = 120.0  # seconds: outlives a few rotations (three tries each), renewed before each
+
     @property
     def tick(self) -> float:
         intervals = [self.settings.roles_update_interval, self.settings.rotation_interval]
@@ -77,6 +79,16 @@ class RolesKeeper:
             except Exception as exc:
                 log.warning("roles updates unavailable", error=str(exc))
             await asyncio.sleep(self.tick)
+
+    async def _holding(self) -> bool:
+        """Take or renew the lease; False while another process holds it."""
+        lease_ms = int(self.LEASE * 1000)
+        if await self.redis.set(Keys.roles_lease, self.owner, nx=True, px=lease_ms):
+            return True
+        if await self.redis.get(Keys.roles_lease) != self.owner.encode():
+            return False
+        await self.redis.pexpire(Keys.roles_lease, lease_ms)
+        return True
 
     async def _round(self) -> None:
         snapshot = await self.registry.refresh_if_stale()
@@ -116,6 +128,8 @@ class RolesKeeper:
 
     async def _update(self, platform: Platform, why: str) -> None:
         async with self.slots:
+            if not await self._holding():  # another process took over: it decides now
+                return
             try:
                 updated = await self.handshake.rotate(platform.id)
             except (OcpiError, RegistryError) as exc:
@@ -123,9 +137,11 @@ class RolesKeeper:
                 _, _, last_rotation = _parse(
                     (await self.redis.hget(Keys.roles_sent, platform.id) or b"").decode() or None
                 )
-                # Tried now: the next try waits a whole interval, and the list it was last
-                # given is still the old one.
-                await self._remember(platform.id, "-", time.time(), last_rotation)
+                # Tried now: the next try of either kind waits a whole interval, and the list
+                # it was last given is still the old one.
+                moment = time.time()
+                rotated_at = moment if why == "rotate" else last_rotation
+                await self._remember(platform.id, "-", moment, rotated_at)
                 return
             detail = "roles changed" if why == "update" else "scheduled rotation"
             event = PlatformEvent(now(), why, "hub", "ok", updated.version, detail)

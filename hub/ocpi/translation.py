@@ -169,13 +169,22 @@ def translate(
         for item in data:
             try:
                 kept.append(_one(module, 1, item, down, lost))
-            except Untranslatable as exc:
-                lost.add(f"an object ({exc})")
+            except Untranslatable:
+                lost.add(f"an object that cannot exist in OCPI {target}")
         return kept, lost
     return _one(module, level, data, down, lost), lost
 
 
 def _one(module: str, level: int, obj: Any, down: bool, lost: Lost) -> Any:
+    """One object; a shape the spec does not allow (a list where an object belongs, a
+    vat of -100) cannot be translated either."""
+    try:
+        return _translated(module, level, obj, down, lost)
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise Untranslatable(f"a {module} object of an unexpected shape ({exc})") from None
+
+
+def _translated(module: str, level: int, obj: Any, down: bool, lost: Lost) -> Any:
     if not isinstance(obj, dict):
         return obj
     obj = dict(obj)
@@ -185,12 +194,14 @@ def _one(module: str, level: int, obj: Any, down: bool, lost: Lost) -> Any:
     elif module == "tokens":
         if down:
             _token_type(obj, "type")
+            _token_type(obj.get("token"), "token.type")  # AuthorizationInfo
     elif module == "tariffs":
         _tariff(obj, down, lost, "")
     elif module == "sessions":
         _price_field(obj, "total_cost", down, lost, "")
         if down:
             _token_type(obj.get("cdr_token"), "cdr_token.type")
+            _dimensions(obj, lost)
     elif module == "cdrs":
         _cdr(obj, down, lost)
     return obj
@@ -244,7 +255,7 @@ def _tariff(obj: dict[str, Any], down: bool, lost: Lost, at: str) -> None:
             element = dict(element) if isinstance(element, dict) else element
             reservation = (element.get("restrictions") or {}).get("reservation")
             if reservation is not None and reservation not in RESERVATIONS:
-                lost.add(f"{at}elements[] (reservation {reservation})")
+                lost.add(f"{at}elements[] (a 2.3.0-only reservation type)")
                 continue
             if included == "YES":
                 element["price_components"] = [
@@ -318,13 +329,21 @@ def _cdr(obj: dict[str, Any], down: bool, lost: Lost) -> None:
                 if isinstance(tariff, dict):
                     _tariff(tariff, down, lost, "tariffs[].")
                 tariffs.append(tariff)
-            except Untranslatable as exc:
-                lost.add(f"tariffs[] ({exc})")
+            except Untranslatable:
+                lost.add("tariffs[] (a tariff that cannot exist in OCPI 2.2.1)")
         obj["tariffs"] = tariffs
     if not down:
         return
     _drop(obj, ("booking_id",), lost, "")
     _token_type(obj.get("cdr_token"), "cdr_token.type")
+    standard = (obj.get("cdr_location") or {}).get("connector_standard")
+    if standard is not None and standard not in CONNECTOR_TYPES:
+        raise Untranslatable("its connector standard does not exist in OCPI 2.2.1")
+    _dimensions(obj, lost)
+
+
+def _dimensions(obj: dict[str, Any], lost: Lost) -> None:
+    """Session and CDR charging periods: CdrDimensionType is closed in 2.2.1."""
     for period in obj.get("charging_periods") or []:
         if isinstance(period, dict) and isinstance(period.get("dimensions"), list):
             kept = [
@@ -354,8 +373,8 @@ def _each(obj: dict[str, Any], name: str, part: Part, lost: Lost, at: str) -> li
             item = dict(item)
             part(item, lost, f"{at}{name}[].")
             kept.append(item)
-        except (Untranslatable, TypeError, ValueError) as exc:
-            lost.add(f"{at}{name}[] ({exc})")
+        except (Untranslatable, TypeError, ValueError):
+            lost.add(f"{at}{name}[] (one that cannot exist in OCPI 2.2.1)")
     obj[name] = kept
     return kept
 
@@ -374,5 +393,5 @@ def _keep_values(
     if isinstance(values, list):
         kept = [v for v in values if v in allowed]
         if len(kept) < len(values):
-            lost.add(f"{at}{name} ({', '.join(str(v) for v in values if v not in allowed)})")
+            lost.add(f"{at}{name} (values 2.2.1 lacks)")
         obj[name] = kept

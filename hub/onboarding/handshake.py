@@ -70,6 +70,20 @@ def roles_signature(roles: list[CredentialsRole]) -> str:
     return hashlib.blake2b("|".join(listed).encode(), digest_size=8).hexdigest()
 
 
+def _check_registered(platform: Platform) -> None:
+    if platform.state != PlatformState.REGISTERED:
+        raise WrongPlatformState(f"platform {platform.id} is {platform.state}: not registered")
+
+
+def _unexpired(platform: Platform) -> dict[str, TokenKind]:
+    """Its token hashes without the RETIRING ones whose grace is over: a replaced token
+    never comes back to life with a later update."""
+    over = platform.retiring_until is None or now() >= platform.retiring_until
+    return {
+        h: k for h, k in platform.token_hashes.items() if not (k == TokenKind.RETIRING and over)
+    }
+
+
 def check_roles(body: Credentials, version: str) -> None:
     """types "Role": HUB exists in 2.2.1 only (a 2.3.0 hub lists the parties it reaches)."""
     if version != V2_2_1 and any(r.role == Role.HUB for r in body.roles):
@@ -120,7 +134,8 @@ class Handshake:
             )
         ]
         if version == V2_2_1:
-            return Credentials(token=token, url=self.versions_url, roles=roles)
+            # Its versions URL lists 2.2.1 only: 2.2.1 "VersionNumber" is a closed enum.
+            return Credentials(token=token, url=f"{self.versions_url}/{V2_2_1}", roles=roles)
         for platform in sorted(snapshot.platforms.values(), key=lambda p: p.created):
             if platform.id != for_platform and platform.state == PlatformState.REGISTERED:
                 roles.extend(
@@ -171,7 +186,7 @@ class Handshake:
             until = None
             if rotating and self.settings.rotation_grace > 0:
                 retiring = (TokenKind.CREDENTIALS, TokenKind.RETIRING)
-                old = {h: k for h, k in current.token_hashes.items() if k in retiring}
+                old = {h: k for h, k in _unexpired(current).items() if k in retiring}
                 hashes |= dict.fromkeys(old, TokenKind.RETIRING)
                 until = now() + timedelta(seconds=self.settings.rotation_grace)
             return msgspec.structs.replace(
@@ -189,24 +204,30 @@ class Handshake:
         platform, its new token B from the answer, its endpoints fetched again.
 
         The new token C is valid from before the PUT is sent (the platform may use it at
-        once) and stays valid if the answer is lost, since the platform may have applied
-        it; the hub keeps calling with the old token B and sends the PUT again, up to
-        ``tries`` times. Once an update succeeds, the older tokens C retire under the grace
-        rule. A rotation that fails changes nothing else and raises."""
+        once) and stays valid if no answer comes, since the platform may have applied it;
+        it replaces the token of an earlier rotation that got no answer, so they never pile
+        up. The hub keeps calling with the old token B and sends the PUT again, up to
+        ``tries`` times. Once the platform answered, its new token B is kept whatever comes
+        after. Then the older tokens C retire under the grace rule. A platform suspended
+        meanwhile stays suspended."""
         platform = await self.registry.get(platform_id)
         if platform is None:
             raise UnknownPlatform(platform_id)
-        if platform.state != PlatformState.REGISTERED or not platform.token_b:
-            raise WrongPlatformState(f"platform {platform_id} is {platform.state}: not registered")
+        _check_registered(platform)
         endpoint = platform.endpoint(ModuleID.CREDENTIALS, InterfaceRole.SENDER)
-        if endpoint is None or not platform.versions_url:
+        if endpoint is None or not platform.versions_url or not platform.token_b:
             raise WrongPlatformState(f"platform {platform_id} listed no credentials endpoint")
         version = platform.version or VERSION
         token_c = new_token()
         new_hash = token_hash(token_c)
 
         def add_new(current: Platform) -> Platform:
-            hashes = {**current.token_hashes, new_hash: TokenKind.CREDENTIALS}
+            _check_registered(current)
+            # An earlier update's token the platform never used: it did not take it.
+            hashes: dict[str, TokenKind] = {
+                h: k for h, k in _unexpired(current).items() if k != TokenKind.UNCONFIRMED
+            }
+            hashes[new_hash] = TokenKind.UNCONFIRMED
             return msgspec.structs.replace(current, token_hashes=hashes)
 
         await self.writer.update(platform_id, add_new, "credentials rotation started")
@@ -215,14 +236,11 @@ class Handshake:
             ours = self.credentials(await self.registry.snapshot(), token_c, platform_id, version)
             try:
                 theirs = await client.call("PUT", endpoint.url, Credentials, ours)
-                check_roles(theirs, version)
-                negotiated = await self._client(theirs.token, platform, None).negotiate(
-                    theirs.url, version
-                )
                 break
             except OcpiError as exc:
                 log.warning(
-                    "credentials rotation failed; the old token toward the platform is kept",
+                    "credentials rotation got no answer; the old token toward the platform "
+                    "is kept and the update sent again",
                     platform_id=platform_id,
                     attempt=attempt,
                     error=exc.message,
@@ -230,10 +248,24 @@ class Handshake:
                 if attempt == tries:
                     raise
                 await asyncio.sleep(attempt * self.settings.rotation_retry)
+
+        def take_token_b(current: Platform) -> Platform:
+            return msgspec.structs.replace(current, token_b=theirs.token)
+
+        try:
+            check_roles(theirs, version)
+            negotiated = await self._client(theirs.token, platform, None).negotiate(
+                theirs.url, version
+            )
+        except OcpiError:
+            # It answered, so it holds our new token and expects its new one from us.
+            await self.writer.update(platform_id, take_token_b, "credentials rotation answered")
+            raise
         grace = timedelta(seconds=self.settings.rotation_grace)
 
         def switch(current: Platform) -> Platform:
-            old = {h for h, k in current.token_hashes.items() if h != new_hash}
+            _check_registered(current)
+            old = {h for h in _unexpired(current) if h != new_hash}
             hashes = {new_hash: TokenKind.CREDENTIALS}
             if grace:
                 hashes |= dict.fromkeys(old, TokenKind.RETIRING)

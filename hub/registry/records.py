@@ -35,13 +35,30 @@ class TokenKind(StrEnum):
     # A token C a credentials update replaced: still valid until the platform first uses
     # the new one, or until the platform's ``retiring_until`` (ROTATION_GRACE).
     RETIRING = "R"
+    # The token C a hub-sent credentials update carried when no answer came back: the
+    # platform may have taken it. Valid; its first use retires every other one.
+    UNCONFIRMED = "U"
 
 
-def retire_old_tokens(platform: Platform) -> Platform:
-    """The platform used its new token C: the ones it replaced stop working now."""
+def retire_old_tokens(platform: Platform, replaced: frozenset[str]) -> Platform:
+    """The platform used its new token C: the ``replaced`` ones stop working now."""
     return msgspec.structs.replace(
         platform,
-        token_hashes={h: k for h, k in platform.token_hashes.items() if k != TokenKind.RETIRING},
+        token_hashes={h: k for h, k in platform.token_hashes.items() if h not in replaced},
+        retiring_until=None,
+    )
+
+
+def confirm_token(platform: Platform) -> Platform:
+    """The platform called with the token of a hub update that got no answer: it took it,
+    so that token is its token C now and every other one stops working."""
+    return msgspec.structs.replace(
+        platform,
+        token_hashes={
+            h: TokenKind.CREDENTIALS
+            for h, k in platform.token_hashes.items()
+            if k == TokenKind.UNCONFIRMED
+        },
         retiring_until=None,
     )
 

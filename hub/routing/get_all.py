@@ -121,11 +121,14 @@ class GetAll:
         walk = await self._walk(paging.params.get("walk"), snapshot, request, paging)
         lost: list[str] = []
 
-        async def fetch(source: Source, start: int, need: int) -> list[msgspec.Raw]:
-            got = await self._fetch(walk, source, start, need, request.correlation_id)
-            return await self._in_version(walk, source, got, lost)
+        async def raw(source: Source, start: int, need: int) -> list[msgspec.Raw]:
+            return await self._fetch(walk, source, start, need, request.correlation_id)
 
-        placed = await collect(walk.sources, paging.offset, paging.limit, fetch)
+        async def fetch(source: Source, start: int, need: int) -> list[msgspec.Raw]:
+            return await self._in_version(walk, source, await raw(source, start, need), lost)
+
+        # The probes that learn totals read objects that are not on the page: untranslated.
+        placed = await collect(walk.sources, paging.offset, paging.limit, fetch, probe=raw)
         objects = [o for o in placed if o is not LEFT_OUT]
         skipped = [s for s in walk.sources if s.skipped]
         await self.redis.set(Keys.walk(walk.id), msgspec.json.encode(walk), ex=WALK_TTL)
@@ -268,7 +271,7 @@ Fetch = Callable[["Source", int, int], Awaitable[list[msgspec.Raw]]]
 
 
 async def collect(
-    sources: list[Source], offset: int, limit: int, fetch: Fetch
+    sources: list[Source], offset: int, limit: int, fetch: Fetch, probe: Fetch | None = None
 ) -> list[msgspec.Raw]:
     """Objects offset..offset+limit of the merged sequence, then the totals still unknown.
 
@@ -276,7 +279,8 @@ async def collect(
     ``start`` and records the source's total, or marks it skipped. A source that failed once
     its total was known keeps its place: the positions of its objects stay empty, so the
     objects of the sources after it neither move nor repeat from page to page (one that
-    failed before has no place, and no share of the total)."""
+    failed before has no place, and no share of the total). ``probe`` (default ``fetch``)
+    learns the totals still unknown."""
     objects: list[msgspec.Raw] = []
     holes = 0  # positions on this page that belong to failed sources
     before = 0  # objects of the sources ahead of this one
@@ -293,5 +297,5 @@ async def collect(
             continue  # learned below, in parallel
         before += max(source.total, 0)
     unknown = [s for s in sources if s.total == UNKNOWN and not s.skipped]
-    await asyncio.gather(*(fetch(s, 0, 1) for s in unknown))
+    await asyncio.gather(*((probe or fetch)(s, 0, 1) for s in unknown))
     return objects

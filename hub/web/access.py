@@ -53,8 +53,11 @@ async def authenticate(
             "this credentials token was replaced by a credentials update: use the new one",
             401,
         )
-    if kind == TokenKind.CREDENTIALS and platform.retiring_until is not None:
-        hub.retire_old_tokens(platform.id)  # its first call with the new token
+    if kind == TokenKind.UNCONFIRMED:
+        hub.confirm_token(platform.id)  # it took the hub's update whose answer was lost
+    elif kind == TokenKind.CREDENTIALS and platform.retiring_until is not None:
+        replaced = frozenset(h for h, k in platform.token_hashes.items() if k == TokenKind.RETIRING)
+        hub.retire_old_tokens(platform.id, replaced)  # its first call with the new token
     if kind == TokenKind.REGISTRATION and not allow_token_a:
         raise OcpiError(
             StatusCode.CLIENT_ERROR,

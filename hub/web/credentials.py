@@ -100,12 +100,14 @@ async def put_credentials(request: Request) -> Response:
     platform = await authenticate(request, allow_token_a=True)
     if platform.state != PlatformState.REGISTERED:
         raise _not_registered("PUT")
-    old_hashes = set(platform.token_hashes)  # RETIRING ones of an earlier update included
+    # Another update (or the retiring of old tokens) may land meanwhile; what matters is
+    # that the token this update came with is still the platform's.
+    presented = token_hash(_presented_token(request, platform))
     return await _exchange(
         request,
         platform,
         lambda current: (
-            current.state == PlatformState.REGISTERED and set(current.token_hashes) == old_hashes
+            current.state == PlatformState.REGISTERED and presented in current.token_hashes
         ),
         OcpiError(StatusCode.CLIENT_ERROR, "credentials changed meanwhile; retry", 409),
         "platform credentials updated",
