@@ -200,9 +200,9 @@ async def test_failed_registration_codes_and_retry(hub: RunningHub, http: aiohtt
         assert answer["status_code"] == 3001 and "OCPI envelope" in answer["status_message"]
         cpo.versions_handler = None
 
-        cpo.versions = ["2.1.1", "2.2.1"]
+        cpo.versions = ["2.0", "2.1.1"]
         answer = await post(cpo.credentials("tb"))
-        assert answer["status_code"] == 3002 and "2.2.1" in answer["status_message"]
+        assert answer["status_code"] == 3002 and "2.1.1" in answer["status_message"]
         cpo.versions = ["2.3.0"]
 
         cpo.modules = []

@@ -78,6 +78,26 @@ async def test_a_230_platform_registers_at_230(
         assert both.hub_credentials is not None and both.hub_credentials["hub_party_id"] == "NLHUB"
 
 
+async def test_a_221_only_platform_calling_the_230_endpoint_gets_221(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """3002 only when there is no mutual version: one that offers 2.2.1 only but POSTs to
+    the 2.3.0 credentials endpoint is registered at 2.2.1, and answered in 2.2.1."""
+    async with cpo_221() as cpo:
+        created = await hub.create_platform(http, "CPO 221")
+        token_b = "fake-b-" + secrets.token_hex(8)
+        cpo.inbound_tokens.add(token_b)
+        async with http.post(
+            f"{hub.url}/ocpi/2.3.0/credentials",
+            json=cpo.credentials(token_b),
+            headers=token_header(created["token_a"]),
+        ) as response:
+            answer = await response.json()
+        assert answer["status_code"] == 1000, answer
+        assert [r["role"] for r in answer["data"]["roles"]] == ["HUB"]
+        assert (await platform_record(hub, http, "CPO 221"))["version"] == "2.2.1"
+
+
 async def test_no_mutual_version_is_3002(hub: RunningHub, http: aiohttp.ClientSession) -> None:
     """status_codes "3002": unsupported version."""
     async with FakePlatform(

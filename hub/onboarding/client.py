@@ -114,19 +114,19 @@ class PlatformClient:
 
     async def negotiate(self, versions_url: str, wanted: str | None = None) -> Negotiated:
         """Versions -> details of ``wanted`` (the version whose credentials endpoint the
-        platform called), or of the newest version both sides speak; checks what the hub
+        platform called, credentials "PUT Method") when it offers that one, else of the
+        newest version both sides speak; 3002 only when there is none. Checks what the hub
         needs from every platform."""
         versions = await self.call("GET", versions_url, list[Version])
         offered = {v.version: v for v in versions}
-        mutual = [v for v in VERSIONS if v in offered and wanted in (None, v)]
+        mutual = [v for v in VERSIONS if v in offered]
         if not mutual:
-            hub_speaks = wanted or " and ".join(VERSIONS)
             raise OcpiError(
                 StatusCode.UNSUPPORTED_VERSION,
                 f"no mutual OCPI version: the platform offers {sorted(offered) or 'none'}, "
-                f"the hub speaks {hub_speaks} here",
+                f"the hub speaks {' and '.join(VERSIONS)}",
             )
-        version = mutual[0]
+        version = wanted if wanted in mutual else mutual[0]
         details = await self.call("GET", offered[version].url, VersionDetails)
         endpoints = [
             Endpoint(ModuleID.normalize(e.identifier), e.role, e.url) for e in details.endpoints

@@ -168,15 +168,16 @@ class Handshake:
         rotating: bool = False,
     ) -> Credentials:
         """Registration and update alike: fetch the platform's endpoints of ``version`` (the
-        version whose credentials endpoint it called) with its (new) token B, then switch to
+        version whose credentials endpoint it called; the newest both speak if it does not
+        offer that one) with its (new) token B, then switch to
         them and to a new token C in one registry write, or change nothing. ``conflict`` is
         raised when ``still_valid`` says another request won. A PUT on the other version's
         endpoint switches the platform's version (credentials, "PUT Method"). ``rotating``
         (a PUT): the tokens C it replaces keep working for ROTATION_GRACE seconds, or until
         the platform uses the new one, so a lost answer does not lock the platform out."""
-        check_roles(body, version)
         client = self._client(body.token, platform, correlation_id)
         negotiated = await client.negotiate(body.url, version)
+        check_roles(body, negotiated.version)
         token_c = new_token()
 
         def switch(current: Platform) -> Platform:
@@ -195,7 +196,8 @@ class Handshake:
 
         updated = await self.writer.update(platform.id, switch, cause)
         log.info(cause, parties=len(updated.roles), version=updated.version)
-        ours = self.credentials(await self.registry.snapshot(), token_c, platform.id, version)
+        snapshot = await self.registry.snapshot()
+        ours = self.credentials(snapshot, token_c, platform.id, negotiated.version)
         await self.given(platform.id, ours.roles)
         return ours
 
