@@ -397,3 +397,41 @@ async def test_a_token_whose_grace_ended_never_comes_back(
         assert third["status_code"] == 1000, "a second update right after: no 409"
         assert await versions_status(http, hub, first) == 401
         assert await versions_status(http, hub, second) == 200  # in its own grace
+
+
+async def test_an_answered_rotation_keeps_the_platforms_new_token(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """The platform answers the PUT (it holds the hub's new token and has issued a new one),
+    then its versions cannot be read: the rotation fails, but the hub calls it with the
+    token from its answer from then on, not with the one it replaced."""
+    async with (
+        FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP", [("DE", "MSA", "EMSP")], ALL_MODULES) as msp,
+    ):
+        platform_id = await register(hub, http, cpo)
+        await register(hub, http, msp)
+        issued = accepting_updates(cpo)
+        answer_update = cpo.credentials_handler
+        assert answer_update is not None
+
+        async def unreadable_versions(received: Any, request: Any) -> Any:
+            return ocpi(None, 3000, 500)
+
+        async def answered_then_unreadable(received: Any, request: Any) -> Any:
+            cpo.versions_handler = unreadable_versions
+            return await answer_update(received, request)
+
+        cpo.credentials_handler = answered_then_unreadable
+        async with http.post(
+            f"{hub.url}/admin/platforms/{platform_id}/rotate", headers=hub.admin
+        ) as response:
+            assert response.status == 502
+        (new_b,) = issued
+        cpo.received.clear()
+        async with http.get(
+            f"{hub.url}/ocpi/2.3.0/locations/sender/L1", headers=msp.routed(("NL", "CPA"))
+        ) as response:
+            assert (await response.json())["status_code"] == 1000
+        (forwarded,) = cpo.calls()
+        assert forwarded.token == new_b
