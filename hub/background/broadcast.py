@@ -30,7 +30,6 @@ from hub.registry.records import Party, PartyKey, Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys, StoreUnavailable
-from hub.routing.crossing import untranslated
 from hub.routing.decide import broadcast_receivers
 from hub.routing.modules import ModuleFacts, module_facts
 
@@ -98,7 +97,6 @@ class Report(msgspec.Struct):
     finished: datetime | None
     deliveries: list[Delivery]
     not_entitled: list[str] = []  # receivers left out for want of an agreement (not failures)
-    not_translated: list[str] = []  # receivers of another OCPI version the push cannot go to
     delivered: int = 0  # sent and answered 1xxx
     coalesced: int = 0  # merged into a later delivery to the same receiver
     dropped: int = 0  # identical to what the receiver was last sent
@@ -173,14 +171,7 @@ decode_job = msgspec.msgpack.Decoder(Job).decode
 _encode = msgspec.json.Encoder().encode
 
 
-class LeftOut(msgspec.Struct):
-    """Parties of the opposite role a push did not go to, and why."""
-
-    not_entitled: list[str] = []
-    not_translated: list[str] = []
-
-
-_left_out = msgspec.json.Decoder(LeftOut)
+_names = msgspec.json.Decoder(list[str])
 _delivery = msgspec.json.Decoder(Delivery)
 
 
@@ -236,7 +227,7 @@ class Broadcaster:
                     state,
                     LATEST_TTL,
                     len(receivers),
-                    _encode(LeftOut(left_out, self._not_translated(job, snapshot))),
+                    _encode(left_out),
                     job.id,
                     now().isoformat(),
                     snapshot.generation,
@@ -273,21 +264,12 @@ class Broadcaster:
             )
         if job.target is not None:
             candidates = [c for c in candidates if c[0].key == job.target]
-        candidates = [c for c in candidates if crossing(job, c[1]) is None]
         if self.policy.open:
             return candidates, []
         receivers = [
             c for c in candidates if self.policy.allows(snapshot, job.sender, c[0].code, job.module)
         ]
         return receivers, sorted("/".join(c[0].code) for c in candidates if c not in receivers)
-
-    def _not_translated(self, job: Job, snapshot: Snapshot) -> list[str]:
-        candidates = self._chosen.get((job.module, job.sender_platform, job.sender_role), [])
-        return sorted(
-            f"{'/'.join(party.code)}: {reason}"
-            for party, platform, _ in candidates
-            if (reason := crossing(job, platform)) is not None
-        )
 
     async def replay(self, letter: DeadLetter, snapshot: Snapshot) -> list[str]:
         """Send the dead letter's receiver the latest state the hub holds of its object, as
@@ -339,7 +321,7 @@ class Broadcaster:
             return None
         job = decode_job(meta[b"job"])
         finished = meta.get(b"finished")
-        left_out = _left_out.decode(meta[b"left_out"]) if b"left_out" in meta else LeftOut()
+        left_out = meta.get(b"left_out")
         return Report(
             id=job.id,
             module=job.module,
@@ -348,8 +330,7 @@ class Broadcaster:
             sender="/".join(job.sender),
             accepted=job.accepted,
             receivers=int(meta[b"receivers"]),
-            not_entitled=left_out.not_entitled,
-            not_translated=left_out.not_translated,
+            not_entitled=_names.decode(left_out) if left_out else [],
             finished=datetime.fromisoformat(finished.decode()) if finished else None,
             deliveries=sorted(
                 (_delivery.decode(d) for d in deliveries),
@@ -371,11 +352,6 @@ class Broadcaster:
 
     async def recent(self, count: int = 100) -> list[str]:
         return [i.decode() for i in await self.redis.zrevrange(Keys.broadcasts, 0, count - 1)]
-
-
-def crossing(job: Job, receiver: Platform) -> str | None:
-    """Why the push cannot go to ``receiver`` in its OCPI version as it is (None: it can)."""
-    return untranslated(job.module, job.version, receiver.version, job.suffix)
 
 
 def _slim(job: Job) -> Job:

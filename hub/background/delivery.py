@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import msgspec
 import redis.asyncio as aioredis
 
-from hub.background.broadcast import REPORT_TTL, Delivery, Job, crossing
+from hub.background.broadcast import REPORT_TTL, Delivery, Job
 from hub.background.coalesce import Step, fold, lane_of
 from hub.background.deadletters import DEAD_LETTERS, DeadLetter, encode_letter
 from hub.background.pushlog import PushLog
@@ -253,7 +253,7 @@ class ReceiverWorker:
             return found
         found = chosen[key] = []
         platform = snapshot.platforms.get(self.platform_id)
-        if platform is None or platform.id == job.sender_platform or crossing(job, platform):
+        if platform is None or platform.id == job.sender_platform:
             return found
         endpoint = platform.endpoint(module_facts(job.module).id, InterfaceRole.RECEIVER)
         if endpoint is None:

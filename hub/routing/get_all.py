@@ -25,11 +25,10 @@ from hub.ocpi.pagination import Paging, parse_paging, whole_number
 from hub.ocpi.status import StatusCode
 from hub.ocpi.translation import Untranslatable, translate
 from hub.registry.policy import Policy
-from hub.registry.records import Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
 from hub.registry.store import Keys
-from hub.routing.crossing import note, translated, untranslated
+from hub.routing.crossing import note, translated
 from hub.routing.decide import data_owners
 from hub.routing.forwarder import Forwarder
 from hub.routing.losses import Losses
@@ -68,18 +67,6 @@ class Walk(msgspec.Struct):
     suffix: str = ""  # the list's path after the SENDER endpoint, as the requester sent it
     path: str = ""  # the same, decoded: for the next Link
     version: str = VERSION  # the requester's OCPI version: every object goes into it
-
-
-def _source(
-    party: tuple[str, str], platform: Platform, endpoint: str, request: RoutedRequest
-) -> Source:
-    """A data owner whose objects cannot reach the requester's version is left out from the
-    start, like one that failed: every page names it (4000)."""
-    reason = untranslated(request.facts.id, platform.version, request.version, request.suffix)
-    if reason is None:
-        return Source(*party, platform.id, endpoint, version=platform.version)
-    error = f"speaks OCPI {platform.version}: {reason}"
-    return Source(*party, platform.id, endpoint, 0, True, error, StatusCode.HUB_ERROR)
 
 
 LEFT_OUT = msgspec.Raw(b"null")  # a place held by an object the requester's version lacks
@@ -176,7 +163,7 @@ class GetAll:
             return walk
         owners = data_owners(snapshot, request.facts, requester_platform)
         sources = [
-            _source(p.code, platform, endpoint, request)
+            Source(*p.code, platform.id, endpoint, version=platform.version)
             for p, platform, endpoint in owners
             if self.policy.allows(snapshot, request.sender, p.code, request.facts.id)
         ]
