@@ -124,8 +124,22 @@ def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
 # Refused (-1) when the registry changed since: the receivers are chosen again. A receiver
 # platform without a cursor starts just before this push, so nothing accepted for it is
 # missed however late its first delivery worker starts. Returns the pushes the object's
-# latest state now holds, and how many receiver platforms got their first cursor.
-_ACCEPT = """
+# latest state now holds, and how many receiver platforms got their first cursor. Reports
+# beyond the newest KEEP go in the same step.
+_FORGET = """
+local function forget(index, keep, prefix)
+    local old = redis.call('ZRANGE', index, 0, -keep - 1)
+    for _, id in ipairs(old) do
+        local key = prefix .. id
+        redis.call('DEL', key, key .. ':deliveries')
+        redis.call('ZREM', index, id)
+    end
+    return #old
+end
+"""
+_ACCEPT = (
+    _FORGET
+    + """
 if (redis.call('GET', KEYS[8]) or '0') ~= ARGV[11] then return {-1, 0} end
 local n = redis.call('INCR', KEYS[2])
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -152,19 +166,14 @@ if ARGV[5] ~= '' then
     kept = redis.call('RPUSH', KEYS[5], ARGV[1])
     redis.call('EXPIRE', KEYS[5], ARGV[6])
 end
+forget(KEYS[4], KEEP, string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[9]))
 return {kept, started}
-"""
+""".replace("KEEP", str(KEEP))
+)
 
-# KEYS[1]: the index; ARGV[1]: how many to keep; ARGV[2]: the report key prefix.
-_TRIM = """
-local old = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[1]) - 1)
-for _, id in ipairs(old) do
-    local key = ARGV[2] .. id
-    redis.call('DEL', key, key .. ':deliveries')
-    redis.call('ZREM', KEYS[1], id)
-end
-return #old
-"""
+# The same trim alone. KEYS[1]: the index; ARGV[1]: how many to keep; ARGV[2]: the report
+# key prefix.
+_TRIM = _FORGET + "return forget(KEYS[1], tonumber(ARGV[1]), ARGV[2])\n"
 
 encode_job = msgspec.msgpack.Encoder().encode
 decode_job = msgspec.msgpack.Decoder(Job).decode
@@ -194,7 +203,6 @@ class Broadcaster:
         self._chosen_at: Snapshot | None = None
         self._chosen: dict[tuple[str, str, Role], list[Receiver]] = {}
         self._accept = redis.register_script(_ACCEPT)
-        self._trim = redis.register_script(_TRIM)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -242,7 +250,6 @@ class Broadcaster:
         self.notify(bool(started))
         if int(kept) > LATEST_FOLD:
             await self._fold_latest(job.module, lane)
-        await self._trim(keys=[Keys.broadcasts], args=[KEEP, Keys.broadcast("")])
         log.info(
             "broadcast accepted",
             broadcast_id=job.id,
