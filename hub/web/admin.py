@@ -69,33 +69,31 @@ async def list_platforms(request: Request) -> Response:
     return json_response([p.public() for p in platforms])
 
 
-async def get_platform(request: Request) -> Response:
+async def _known_platform(request: Request) -> Platform:
+    """The platform of the path, 404 unless the registry has it."""
     require_admin(request)
-    snapshot = await runtime(request).registry.refresh_if_stale()
-    platform = snapshot.platforms.get(request.path_params["platform_id"])
+    platform_id = request.path_params["platform_id"]
+    platform = (await runtime(request).registry.refresh_if_stale()).platforms.get(platform_id)
     if platform is None:
-        raise AdminError(404, f"unknown platform {request.path_params['platform_id']}")
-    return json_response(platform.public())
-
-
-async def _known_platform(request: Request) -> str:
-    """The platform id of the path, 404 unless the registry has it."""
-    require_admin(request)
-    platform_id: str = request.path_params["platform_id"]
-    if platform_id not in (await runtime(request).registry.refresh_if_stale()).platforms:
         raise AdminError(404, f"unknown platform {platform_id}")
-    return platform_id
+    return platform
+
+
+async def get_platform(request: Request) -> Response:
+    return json_response((await _known_platform(request)).public())
 
 
 async def platform_events(request: Request) -> Response:
     """Its credentials events, newest first: when, by whom, with what outcome."""
-    return json_response(await runtime(request).events.of(await _known_platform(request)))
+    platform = await _known_platform(request)
+    return json_response(await runtime(request).events.of(platform.id))
 
 
 async def platform_losses(request: Request) -> Response:
     """What translation between OCPI versions left out of the objects this platform got:
     ``"module: field"`` -> how many times."""
-    return json_response(await runtime(request).losses.of(await _known_platform(request)))
+    platform = await _known_platform(request)
+    return json_response(await runtime(request).losses.of(platform.id))
 
 
 async def _audited(request: Request, event: str, work: Awaitable[Platform]) -> Response:
