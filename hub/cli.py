@@ -6,6 +6,7 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -64,7 +65,14 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             os.environ["HUB_REDIS_URL"] = settings.redis_url
             os.environ["HUB_ADMIN_TOKEN"] = settings.admin_token
-            uvicorn.run("hub.web.app:app_from_env", factory=True, workers=args.workers, **common)
+            # Every worker's counters in files of one folder, summed by /metrics in whichever
+            # worker is scraped (prometheus-client's multiprocess mode); empty at each start.
+            metrics_dir = tempfile.TemporaryDirectory(prefix="hub-metrics-")
+            os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir.name)
+            with metrics_dir:
+                uvicorn.run(
+                    "hub.web.app:app_from_env", factory=True, workers=args.workers, **common
+                )
         else:
             from hub.web.app import create_app
 

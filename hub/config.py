@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     business_name: str = "OCPI Roaming Hub"
     admin_token: str = ""
     redis_url: str = ""
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
     redis_server_bin: str = ""
     data_dir: str = "./data"
     forward_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -73,6 +74,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_timeout: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     redis_max_connections: Annotated[int, msgspec.Meta(ge=2)] = 64
     outbound_allow: tuple[Literal["loopback", "private"], ...] = ()
+    traffic_retention: Annotated[float, msgspec.Meta(gt=0)] = 24 * 3600.0
+    traffic_max_entries: Annotated[int, msgspec.Meta(ge=100)] = 200_000
+    traffic_bodies: str = ""
+    traffic_body_max: Annotated[int, msgspec.Meta(ge=0, le=65536)] = 2048
+    metrics_token: str = ""
+    dashboard_session_ttl: Annotated[int, msgspec.Meta(ge=60)] = 8 * 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -82,6 +89,25 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
+        if self.redis_mode != "standalone" and not self.redis_url:
+            raise ConfigError(
+                f"{ENV_PREFIX}REDIS_MODE {self.redis_mode} needs {ENV_PREFIX}REDIS_URL "
+                "(the embedded Redis is one standalone server)"
+            )
+        if self.redis_mode == "sentinel" and not re.match(
+            r"^(redis\+)?sentinel://([^@/]*@)?[^/@]+:\d+(,[^/@]+:\d+)*/[^/]+(/\d+)?$",
+            self.redis_url,
+        ):
+            raise ConfigError(
+                f"{ENV_PREFIX}REDIS_URL: with REDIS_MODE sentinel, expected "
+                "redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db], "
+                f"got {self.redis_url!r}"
+            )
+        if self.traffic_bodies == "credentials":
+            raise ConfigError(
+                f"{ENV_PREFIX}TRAFFIC_BODIES: {self.traffic_bodies} bodies carry credentials "
+                "tokens, which the traffic log never keeps"
+            )
         if not re.match(r"^https?://[^/\s]+", self.public_url):
             raise ConfigError(
                 f"{ENV_PREFIX}PUBLIC_URL: expected an http(s) URL, got {self.public_url!r}"

@@ -7,6 +7,7 @@ processors, so an operator's log pipeline sees one format.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -21,9 +22,16 @@ def _serialize(obj: Any, **_: Any) -> str:
     return _json.encode(obj).decode()
 
 
+def _process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Which hub process wrote the line (``hub serve --workers N`` runs several)."""
+    event.setdefault("process", os.getpid())
+    return event
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _process,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

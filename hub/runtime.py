@@ -26,12 +26,13 @@ from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus
 from hub.onboarding.handshake import Handshake
 from hub.outbound import GuardedConnector
+from hub.registry.client import connect
 from hub.registry.events import PlatformEvents
 from hub.registry.policy import Policy
 from hub.registry.ratelimit import RateLimiter
 from hub.registry.records import Platform, confirm_token, retire_old_tokens
 from hub.registry.registry import Registry
-from hub.registry.store import connect
+from hub.registry.traffic import TrafficLog
 from hub.registry.writer import RegistryWriter
 from hub.routing.forwarder import Forwarder
 from hub.routing.get_all import GetAll
@@ -48,7 +49,10 @@ class Runtime:
         self.settings = settings
         self.urls = urls
         self.redis: aioredis.Redis = connect(
-            settings.redis_url, settings.redis_timeout, settings.redis_max_connections
+            settings.redis_url,
+            settings.redis_timeout,
+            settings.redis_max_connections,
+            settings.redis_mode,
         )
         self.registry = Registry(self.redis)
         # Requests of platforms, not the hub's own calls to them (see hub/web/access.py).
@@ -64,6 +68,13 @@ class Runtime:
         self.index = RoutingIndex(self.redis, settings.open_routing_ttl)
         self.losses = Losses(self.redis)
         self.events = PlatformEvents(self.redis)
+        self.traffic = TrafficLog(
+            self.redis,
+            settings.traffic_retention,
+            settings.traffic_max_entries,
+            settings.traffic_bodies,
+            settings.traffic_body_max,
+        )
         self.http: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._broadcaster: Broadcaster | None = None
@@ -77,6 +88,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._detached: set[asyncio.Task[None]] = set()
         self._queues: list[WorkQueue] = []
+        self._traffic_task: asyncio.Task[None] | None = None
         # How long shutdown waits for each group of background tasks to end.
         self.stop_grace = 5.0
 
@@ -134,10 +146,12 @@ class Runtime:
             # forwarded request asks only for what its requester asked for.
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
         )
-        self._forwarder = Forwarder(self.http, self.settings, self.relays)
+        self._forwarder = Forwarder(self.http, self.settings, self.relays, self.traffic)
         policy = self.policy
         pusher = ClientInfoPusher(self.registry, self._forwarder, self.settings, policy)
-        self._alive = AliveChecker(self.redis, self.registry, self.writer, self.http, self.settings)
+        self._alive = AliveChecker(
+            self.redis, self.registry, self.writer, self.http, self.settings, self.traffic
+        )
         self._engine = DeliveryEngine(
             Services(
                 self.redis,
@@ -189,6 +203,7 @@ class Runtime:
         for queue in self._queues:
             self.spawn(queue.run())
         self.spawn(self._engine.run())
+        self._traffic_task = asyncio.ensure_future(self.traffic.run())
         self.spawn(self._alive.run())
         roles = RolesKeeper(self.redis, self.registry, self._handshake, self.events, self.settings)
         self.spawn(roles.run())
@@ -268,6 +283,8 @@ class Runtime:
         if self._alive is not None:
             await self._alive.stop(self.stop_grace)
         await cancel_and_wait(self._detached, self.stop_grace)
+        if self._traffic_task is not None:  # last: it writes what the others recorded
+            await cancel_and_wait([self._traffic_task], self.stop_grace)
         if self.http is not None:
             await self.http.close()
         await self.redis.aclose()

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from hub.logs import configure_logging
 from hub.redis_server import EmbeddedRedis
-from hub.registry.store import connect
+from hub.registry.client import connect
 from tests.support import RunningHub, running_hub
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -136,3 +136,12 @@ async def running_hub(redis_url: str, data_dir: str, **overrides: Any) -> AsyncI
         yield hub
     finally:
         await hub.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0) -> None:
+    """Wait for something the hub does in the background, asking ``check``; bounded."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + seconds
+    while not await check():
+        assert loop.time() < ends, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -11,8 +11,7 @@ from aiohttp import web
 
 from tests.conftest import HubFactory
 from tests.fakes import FakePlatform, Received, ocpi
-from tests.support import RunningHub, token_header
-from tests.test_delivery import eventually
+from tests.support import RunningHub, eventually, token_header
 
 CPO = ("NL", "CPA", "CPO")
 EMSP = ("DE", "MSA", "EMSP")

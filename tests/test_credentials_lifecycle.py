@@ -14,8 +14,7 @@ import aiohttp
 
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, ocpi, register, until
-from tests.support import RunningHub, token_header
-from tests.test_delivery import eventually
+from tests.support import RunningHub, eventually, token_header
 
 
 async def put_credentials(

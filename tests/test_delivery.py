@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from aiohttp import web
 
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
-from tests.support import HubClient
+from tests.support import HubClient, eventually
 from tests.test_serve import HubProcess
 
 HUB = ("NL", "HUB")
@@ -85,15 +85,6 @@ async def push(
 async def admin(http: aiohttp.ClientSession, hub: HubClient, method: str, path: str) -> Any:
     async with http.request(method, hub.url + path, headers=hub.admin) as response:
         return response.status, await response.json()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0) -> None:
-    """Wait for something the hub does in the background, asking ``check``; bounded."""
-    loop = asyncio.get_running_loop()
-    ends = loop.time() + seconds
-    while not await check():
-        assert loop.time() < ends, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def finished(

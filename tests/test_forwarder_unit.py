@@ -11,15 +11,16 @@ from hub.routing.forwarder import _check_envelope
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status"),
     [
-        b'{"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}',
-        b'{"data":[],"status_code":2001,"status_message":"bad"}',
-        b' \r\n\t{"status_code": 1000}',
+        (b'{"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}', 1000),
+        (b'{"data":[],"status_code":2001,"status_message":"bad"}', 2001),
+        (b' \r\n\t{"status_code": 1000}', 1000),
+        (b'{"status_code": "1000"}', 0),  # passed on as it is; logged as no OCPI status
     ],
 )
-def test_an_envelope_passes(body: bytes) -> None:
-    assert _check_envelope(body) is None
+def test_an_envelope_passes_with_its_status(body: bytes, status: int) -> None:
+    assert _check_envelope(body) == status
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,10 @@ import redis.asyncio as aioredis
 
 from hub.config import ConfigError, load_settings
 from hub.registry import ratelimit
+from hub.registry.client import connect
 from hub.registry.ratelimit import RateLimited, RateLimiter, batch_size
 from hub.registry.records import Platform, RateLimit
-from hub.registry.store import connect, spec_of
+from hub.registry.store import spec_of
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, register, until
 from tests.support import HubClient

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import token_header
 
@@ -26,7 +27,10 @@ def _free_port() -> int:
 
 
 class HubProcess:
-    def __init__(self, data_dir: Path, port: int = 0, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, port: int = 0, args: tuple[str, ...] = (), **env: str
+    ) -> None:
+        self.args = args
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"hub-{self.port}.log"
@@ -44,7 +48,7 @@ class HubProcess:
     def start(self) -> HubProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve"], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "hub", "serve", *self.args], env=self.env, stdout=log, stderr=log
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.process.poll() is None:
@@ -184,3 +188,53 @@ def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
     encoded = token_header(created["token_a"])["Authorization"].split()[1]
     for secret in (admin, created["token_a"], encoded):
         assert secret not in text
+
+
+def test_metrics_of_every_worker_summed(tmp_path: Path) -> None:
+    """``--workers 2``: whichever worker a scrape reaches, /metrics counts the requests
+    both served (prometheus-client's multiprocess mode)."""
+    token = "admin-" + "x" * 32
+    admin = {"Authorization": f"Bearer {token}"}
+    files = tmp_path / "metrics"
+    files.mkdir()
+    hub = HubProcess(
+        tmp_path / "data",
+        args=("--workers", "2"),
+        HUB_ADMIN_TOKEN=token,
+        PROMETHEUS_MULTIPROC_DIR=str(files),
+    ).start()
+    try:
+        created = hub.call("POST", "/admin/platforms", admin, {"name": "CPO"})
+        sent = 0
+        # New connections until both workers have served some (the kernel picks one each).
+        while len(_serving(hub)) < 2 and sent < 400:
+            hub.call("GET", "/ocpi/versions", token_header(created["token_a"]))
+            sent += 1
+        assert len(_serving(hub)) == 2, "one worker served everything"
+        counts = []
+        for _ in range(20):
+            request = urllib.request.Request(hub.url + "/metrics", headers=admin)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                text = response.read().decode()
+            counts += [
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "hub_requests_total"
+                and sample.labels == {**sample.labels, "module": "versions", "ocpi_status": "1000"}
+            ]
+        assert counts == [float(sent)] * 20
+        assert len(list(files.glob("counter_*.db"))) == 2
+    finally:
+        hub.stop()
+
+
+def _serving(hub: HubProcess) -> set[int]:
+    """The worker processes whose log shows an answered versions request."""
+    return {
+        line["process"]
+        for line in hub.log_lines()
+        if line.get("event") == "request"
+        and line.get("status") == 200
+        and line.get("path") == "/ocpi/versions"
+    }

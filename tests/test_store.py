@@ -12,7 +12,8 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from hub.registry.store import SCHEMA, connect, spec_of
+from hub.registry.client import connect
+from hub.registry.store import SCHEMA, spec_of
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register
 from tests.support import RunningHub
@@ -120,7 +121,7 @@ async def test_every_key_under_traffic_is_in_the_schema(
     a broadcast push to a 2.2.1 platform too and one refused (a dead letter), pushes the
     open-routing index learns, a GET All walk, a next-page link
     and a response_url callback, a still-alive check in flight, roaming agreements and one
-    that ends by its validity window): then every key in Redis
+    that ends by its validity window, a dashboard session): then every key in Redis
     matches a spec, has the spec's Redis type, and carries a TTL where the spec says it
     expires; and every spec is seen, so traffic that no longer writes a key shows too."""
     async with (
@@ -218,6 +219,12 @@ async def test_every_key_under_traffic_is_in_the_schema(
 
         # The agreement clock marks the edge of the one that ends (one process pushes it).
         await _key_appears(redis, f"{{hub}}:agreement-edge:{edge}:{int(ending.timestamp())}")
+
+        # An operator signed in to the dashboard: a session.
+        login = {"token": hub.admin_token}
+        url = f"{hub.url}/dashboard/login"
+        async with http.post(url, data=login, allow_redirects=False) as response:
+            assert response.status == 303
 
         # A still-alive check of the (silent) NSP, held while Redis is read: its lease is a
         # key too. The hub gives the check min(forward_timeout, alive_interval) = 2 s.

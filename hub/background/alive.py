@@ -17,6 +17,7 @@ import zlib
 
 import aiohttp
 import redis.asyncio as aioredis
+from yarl import URL
 
 from hub.background.tasks import cancel_and_wait
 from hub.config import Settings
@@ -27,6 +28,7 @@ from hub.onboarding.client import PlatformClient
 from hub.registry.records import Platform, PlatformState
 from hub.registry.registry import Registry
 from hub.registry.store import Keys
+from hub.registry.traffic import AliveCheck, Exchange, TrafficLog
 from hub.registry.writer import RegistryWriter
 
 log = get_logger(__name__)
@@ -40,8 +42,10 @@ class AliveChecker:
         writer: RegistryWriter,
         session: aiohttp.ClientSession,
         settings: Settings,
+        traffic: TrafficLog,
     ) -> None:
         self.redis = redis
+        self.traffic = traffic
         self.registry = registry
         self.writer = writer
         self.session = session
@@ -108,19 +112,40 @@ class AliveChecker:
             self._checking.discard(platform.id)
 
     async def _check(self, platform: Platform) -> None:
-        """GET the platform's versions endpoint: OFFLINE on failure, CONNECTED on success."""
+        """GET the platform's versions endpoint: OFFLINE on failure, CONNECTED on success;
+        the outcome goes to its still-alive history and the traffic log."""
         await self.redis.hset(Keys.alive_checked, platform.id, str(time.time()))
         client = PlatformClient(
             self.session, platform.token_b or "", platform.raw_token, self.timeout
         )
+        url = platform.versions_url or ""
+        hop = Exchange(
+            at=time.time(),
+            direction="out",
+            method="GET",
+            path=URL(url).path,
+            platform=platform.id,
+            module="versions",
+        )
+        began = time.perf_counter()
         try:
-            await client.call("GET", platform.versions_url or "", list[Version])
+            await client.call("GET", url, list[Version])
         except OcpiError as exc:
+            hop.error = exc.message  # not reached, whatever the reason: not available
+            await self._checked(platform, hop, began, exc.message)
             cause = f"still-alive check failed: {exc.message}"
             await self.writer.set_status(platform.id, ConnectionStatus.OFFLINE, cause)
             return
+        hop.ocpi_status, hop.http_status = 1000, 200
+        await self._checked(platform, hop, began, "answered")
         cause = "still-alive check answered"
         await self.writer.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
+
+    async def _checked(self, platform: Platform, hop: Exchange, began: float, detail: str) -> None:
+        hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+        self.traffic.record(hop)
+        check = AliveCheck(hop.at, hop.error is None, hop.latency_ms, detail)
+        await self.traffic.checked(platform.id, check)
 
     async def stop(self, grace: float) -> None:
         await cancel_and_wait(self._tasks, grace)

@@ -18,6 +18,7 @@ from datetime import datetime
 import msgspec
 import redis.asyncio as aioredis
 
+from hub import metrics
 from hub.background.coalesce import fold, lane_of, segments
 from hub.background.deadletters import DeadLetter
 from hub.config import Settings
@@ -25,11 +26,12 @@ from hub.logs import get_logger
 from hub.ocpi.envelope import now
 from hub.ocpi.headers import new_message_id
 from hub.ocpi.models import VERSION, Role
+from hub.registry.client import StoreUnavailable
 from hub.registry.policy import Policy
 from hub.registry.records import Party, PartyKey, Platform
 from hub.registry.registry import Registry
 from hub.registry.snapshot import Snapshot
-from hub.registry.store import Keys, StoreUnavailable
+from hub.registry.store import Keys
 from hub.routing.decide import broadcast_receivers
 from hub.routing.modules import ModuleFacts, module_facts
 
@@ -86,7 +88,9 @@ class Delivery(msgspec.Struct, frozen=True):
 OUTCOMES = ("delivered", "coalesced", "dropped", "skipped", "dead")
 
 
-class Report(msgspec.Struct):
+class BroadcastCounts(msgspec.Struct, kw_only=True):
+    """A broadcast push and what became of it, counted per receiver."""
+
     id: str
     module: str
     method: str
@@ -95,13 +99,26 @@ class Report(msgspec.Struct):
     accepted: datetime
     receivers: int | None
     finished: datetime | None
-    deliveries: list[Delivery]
     not_entitled: list[str] = []  # receivers left out for want of an agreement (not failures)
     delivered: int = 0  # sent and answered 1xxx
     coalesced: int = 0  # merged into a later delivery to the same receiver
     dropped: int = 0  # identical to what the receiver was last sent
     skipped: int = 0  # the receiver was OFFLINE
     dead: int = 0  # not made: failed, refused or too old (see the dead letters)
+
+
+class Summary(BroadcastCounts, kw_only=True):
+    """A report without its deliveries, and how many of them failed."""
+
+    failed: int = 0
+
+
+class Report(BroadcastCounts, kw_only=True):
+    deliveries: list[Delivery]
+
+    def summary(self) -> Summary:
+        counts = {f: getattr(self, f) for f in BroadcastCounts.__struct_fields__}
+        return Summary(**counts, failed=sum(not d.ok for d in self.deliveries))
 
 
 def may_broadcast(settings: Settings, facts: ModuleFacts, suffix: str) -> bool:
@@ -248,6 +265,7 @@ class Broadcaster:
         else:
             raise StoreUnavailable("the registry kept changing while a broadcast was accepted")
         self.notify(bool(started))
+        metrics.BROADCASTS.labels(job.module).inc()
         if int(kept) > LATEST_FOLD:
             await self._fold_latest(job.module, lane)
         log.info(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import msgspec
 import redis.asyncio as aioredis
 
+from hub import metrics
 from hub.background.broadcast import REPORT_TTL, Delivery, Job
 from hub.background.coalesce import Step, fold, lane_of
 from hub.background.deadletters import DEAD_LETTERS, DeadLetter, encode_letter
@@ -483,6 +484,9 @@ class ReceiverWorker:
                 *outcomes.letters,
             ],
         )
+        if done:
+            for outcome, count in outcomes.stats.items():
+                metrics.DELIVERIES.labels(outcome).inc(count)
         return bool(done)
 
 

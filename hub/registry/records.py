@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from hub.ocpi.models import (
     ConnectionStatus,
+    CountryCode,
     CredentialsRole,
     Endpoint,
     InterfaceRole,
     ModuleID,
+    PartyId,
     Role,
 )
 
@@ -78,6 +80,43 @@ class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"{self.per_second:g} requests/s (burst {self.burst})"
 
 
+class PartyRef(msgspec.Struct, frozen=True):
+    """A party in any role: its country code and party id."""
+
+    country_code: CountryCode
+    party_id: PartyId
+
+    @property
+    def code(self) -> PartyCode:
+        return (self.country_code.upper(), self.party_id.upper())
+
+
+class PlatformRole(msgspec.Struct, frozen=True):
+    """One of a platform's routable parties, without its business details."""
+
+    role: Role
+    country_code: CountryCode
+    party_id: PartyId
+
+
+class PublicPlatform(msgspec.Struct, kw_only=True):
+    """A platform as the admin API shows it: never a token."""
+
+    id: str
+    name: str
+    state: PlatformState
+    created: datetime
+    updated: datetime
+    versions_url: str | None
+    version: str | None
+    raw_token: bool
+    extra_origins: list[str]
+    rate_limit: RateLimit | None  # None: the hub-wide default
+    roles: list[PlatformRole]
+    peer_hub: PartyRef | None
+    endpoints: list[Endpoint]
+
+
 class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     name: str
@@ -115,30 +154,24 @@ class Platform(msgspec.Struct, kw_only=True, omit_defaults=True):
         operator allowed (next pages and callbacks on a separate host)."""
         return [*self.urls(), *self.extra_origins]
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> PublicPlatform:
         """The record as the admin API shows it: never a token."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "state": self.state,
-            "created": self.created,
-            "updated": self.updated,
-            "versions_url": self.versions_url,
-            "version": self.version,
-            "raw_token": self.raw_token,
-            "extra_origins": self.extra_origins,
-            "rate_limit": self.rate_limit,
-            "roles": [
-                {"role": r.role, "country_code": r.country_code, "party_id": r.party_id}
-                for r in self.roles
-            ],
-            "peer_hub": (
-                {"country_code": self.peer_hub.country_code, "party_id": self.peer_hub.party_id}
-                if self.peer_hub
-                else None
-            ),
-            "endpoints": self.endpoints,
-        }
+        peer_hub = self.peer_hub
+        return PublicPlatform(
+            id=self.id,
+            name=self.name,
+            state=self.state,
+            created=self.created,
+            updated=self.updated,
+            versions_url=self.versions_url,
+            version=self.version,
+            raw_token=self.raw_token,
+            extra_origins=self.extra_origins,
+            rate_limit=self.rate_limit,
+            roles=[PlatformRole(r.role, r.country_code, r.party_id) for r in self.roles],
+            peer_hub=PartyRef(peer_hub.country_code, peer_hub.party_id) if peer_hub else None,
+            endpoints=self.endpoints,
+        )
 
 
 PartyKey = tuple[str, str, Role]  # (country_code, party_id, role), upper case
@@ -199,9 +232,6 @@ class Party(msgspec.Struct, frozen=True):
         """(country_code, party_id): how routing headers name the party."""
         return (self.country_code, self.party_id)
 
-    def public(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__struct_fields__}
-
 
 # The status a platform's state gives its parties; REGISTERED ones may be OFFLINE instead.
 PLATFORM_STATUS = {
@@ -211,6 +241,17 @@ PLATFORM_STATUS = {
 
 
 PartyCode = tuple[str, str]  # (country_code, party_id), upper case: a party in any role
+
+
+class PublicAgreement(msgspec.Struct, kw_only=True):
+    """An agreement as the admin API shows it: the parties as objects, not pairs."""
+
+    id: str
+    parties: list[PartyRef]
+    modules: list[str]
+    valid_from: datetime | None
+    valid_until: datetime | None
+    created: datetime
 
 
 class Agreement(msgspec.Struct, frozen=True, kw_only=True):
@@ -232,12 +273,12 @@ class Agreement(msgspec.Struct, frozen=True, kw_only=True):
             return False
         return module is None or not self.modules or module in self.modules
 
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "parties": [{"country_code": cc, "party_id": pid} for cc, pid in self.parties],
-            "modules": list(self.modules),
-            "valid_from": self.valid_from,
-            "valid_until": self.valid_until,
-            "created": self.created,
-        }
+    def public(self) -> PublicAgreement:
+        return PublicAgreement(
+            id=self.id,
+            parties=[PartyRef(cc, pid) for cc, pid in self.parties],
+            modules=list(self.modules),
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            created=self.created,
+        )

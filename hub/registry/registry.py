@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from hub.logs import get_logger
 from hub.ocpi.auth import token_candidates
+from hub.registry.client import StoreUnavailable
 from hub.registry.records import (
     Agreement,
     PartyKey,
@@ -30,7 +31,7 @@ from hub.registry.records import (
     party_field,
 )
 from hub.registry.snapshot import Snapshot
-from hub.registry.store import Keys, StoreUnavailable
+from hub.registry.store import Keys
 
 log = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Redis: the client the hub uses, and every key it writes.
+"""Redis: every key the hub writes (the client is hub/registry/client.py).
 
 ``SCHEMA`` is the one list of the hub's keys: name, Redis type, the module that writes it, and
 how it is bounded (an expiry, a trim, or the number of platforms and parties). Every key
@@ -9,18 +9,9 @@ outside this list and that every key said to expire does.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
-from collections.abc import Awaitable
-from typing import Any, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-T = TypeVar("T")
 
 PREFIX = "{hub}:"
 
@@ -57,6 +48,23 @@ class Keys:
     roles_lease = PREFIX + "roles-lease"
     agreements = PREFIX + "agreements"
     broadcasts = PREFIX + "broadcasts"
+    traffic = PREFIX + "traffic"
+
+    @staticmethod
+    def quality(platform_id: str, hour: int | str) -> str:
+        return f"{PREFIX}quality:{platform_id}:{hour}"
+
+    @staticmethod
+    def usage(minute: int | str) -> str:
+        return f"{PREFIX}usage:{minute}"
+
+    @staticmethod
+    def alive_history(platform_id: str) -> str:
+        return f"{PREFIX}alive-history:{platform_id}"
+
+    @staticmethod
+    def dashboard_session(digest: str) -> str:
+        return f"{PREFIX}dashboard-session:{digest}"
 
     @staticmethod
     def agreement_edge(agreement_id: str, moment: int) -> str:
@@ -155,83 +163,14 @@ SCHEMA = (
     KeySpec(Keys.route("sessions", "*"), "hash", "routing.open_routing", "OPEN_ROUTING_TTL", True),
     KeySpec(Keys.route("*", "*"), "string", "routing.open_routing", "OPEN_ROUTING_TTL", True),
     KeySpec(Keys.rate("*"), "hash", "registry.ratelimit", "per platform; until full again", True),
+    KeySpec(Keys.traffic, "stream", "registry.traffic", "TRAFFIC_MAX_ENTRIES, TRAFFIC_RETENTION"),
+    KeySpec(Keys.quality("*", "*"), "hash", "registry.traffic", "QUALITY_TTL", expires=True),
+    KeySpec(Keys.usage("*"), "hash", "registry.traffic", "USAGE_TTL", expires=True),
+    KeySpec(Keys.alive_history("*"), "list", "registry.traffic", "per platform, ALIVE_KEEP"),
+    KeySpec(Keys.dashboard_session("*"), "string", "web.dashboard", "SESSION_TTL", expires=True),
 )
 
 
 def spec_of(key: str) -> KeySpec | None:
     """The schema entry a key belongs to: the first, most specific, pattern it matches."""
     return next((spec for spec in SCHEMA if spec.matches(key)), None)
-
-
-class StoreUnavailable(Exception):
-    """Redis did not answer in time or could not be reached: the hub answers 503."""
-
-
-class _Bounded:
-    """Every command, pipeline and transaction step gets ``command_timeout`` seconds.
-
-    ``asyncio.timeout`` cancels the command, and redis-py drops a connection cut off
-    mid-command, so a paused or half-open Redis holds a request for one timeout at most.
-    (Not ``socket_timeout``: see ``connect``.)
-    """
-
-    command_timeout: float = 2.0
-
-    async def _bounded(self, call: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self.command_timeout):
-                return await call
-        except TimeoutError:
-            raise StoreUnavailable(
-                f"Redis did not answer within {self.command_timeout:g} s"
-            ) from None
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise StoreUnavailable(f"Redis cannot be reached: {exc}") from None
-
-
-class HubPipeline(_Bounded, aioredis.client.Pipeline):
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        return await self._bounded(super().execute(raise_on_error))
-
-    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
-        return await self._bounded(super().immediate_execute_command(*args, **options))
-
-
-class HubRedis(_Bounded, aioredis.Redis):
-    """The hub's client: bounded commands, pipelines of the same kind."""
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        return await self._bounded(super().execute_command(*args, **options))
-
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> HubPipeline:
-        pipe = HubPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.command_timeout = self.command_timeout
-        return pipe
-
-
-def connect(url: str, command_timeout: float = 2.0, max_connections: int = 64) -> HubRedis:
-    """The hub's Redis client.
-
-    ``socket_timeout`` stays off on purpose. redis-py 8 defaults it to 5 s, and with it set,
-    every command is sent under ``asyncio.wait_for``. On Python 3.11, ``wait_for`` returns
-    normally when a cancel and the send complete at the same moment, so the cancel is lost.
-    A background loop cancelled at shutdown then runs on, and the process hangs on exit.
-    Commands are bounded by ``asyncio.timeout`` instead (``_Bounded``).
-
-    The pool waits for a free connection (within the command's bound) rather than failing
-    at once when every connection is busy, and a command that meets a connection Redis
-    closed (a restart) is sent again once on a new one.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=None,  # the command's own bound applies
-        socket_connect_timeout=min(5.0, command_timeout),
-        socket_timeout=None,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[redis.exceptions.ConnectionError],
-    )
-    client = HubRedis(connection_pool=pool, decode_responses=False)
-    client.command_timeout = command_timeout
-    return client

@@ -8,6 +8,7 @@ write to a watched key makes redis-py run the whole step again.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -15,6 +16,7 @@ from typing import TypeVar
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from hub.logs import get_logger
 from hub.ocpi.envelope import now
@@ -70,9 +72,15 @@ class RegistryWriter:
     async def _transaction(self, step: Callable[[Pipeline], Awaitable[T]], *watches: str) -> T:
         """Run ``step`` until no watched key changed under it; then this process's snapshot
         is dropped at once (the others drop theirs on the channel message)."""
-        result: T = await self.redis.transaction(
-            step, *watches, value_from_callable=True, watch_delay=WATCH_DELAY
-        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:  # redis-py's ``transaction``, minus the Cluster client's blocking sleep
+                try:
+                    await pipe.watch(*watches)
+                    result = await step(pipe)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    await asyncio.sleep(WATCH_DELAY)
         self.registry.invalidate()
         return result
 

@@ -129,7 +129,8 @@ class Authorizer:
             )
         if best is not None and len(replies) == len(askable) and all(r.rank == 5 for r in replies):
             body = encode_envelope(None, StatusCode.UNKNOWN_TOKEN, f"token {uid} is unknown")
-            return HubAnswer(body, routing_headers(self.hub_party, request.sender), 404)
+            headers = routing_headers(self.hub_party, request.sender)
+            return HubAnswer(body, headers, 404, StatusCode.UNKNOWN_TOKEN)
         missing = len(askable) - len(replies) + sum(r.rank == 6 for r in replies)
         raise OcpiError(
             StatusCode.FORWARD_TIMEOUT,

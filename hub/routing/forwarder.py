@@ -9,6 +9,7 @@ answer in time, 4000 when what it answers is not OCPI.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, TypeVar
 
@@ -25,6 +26,7 @@ from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.outbound import refused
 from hub.registry.records import Platform
+from hub.registry.traffic import Exchange, TrafficLog
 from hub.routing.relays import Hop, Link, Relays
 from hub.routing.urls import Origin, origin, origins
 
@@ -63,17 +65,35 @@ class Upstream:
     """A platform's answer with its headers read and its body not yet; holds one slot."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, slot: asyncio.Semaphore, target: Platform
+        self,
+        response: aiohttp.ClientResponse,
+        slot: asyncio.Semaphore,
+        target: Platform,
+        hop: Exchange | None = None,
+        traffic: TrafficLog | None = None,
     ) -> None:
         self.response = response
         self.target = target
         self._slot: asyncio.Semaphore | None = slot
+        self.hop = hop
+        self._traffic = traffic
+
+    def answered(self, body: bytes) -> bytes:
+        """The whole body read: its OCPI status goes to the traffic log's hop."""
+        if self.hop is not None:
+            self.hop.ocpi_status = status_of(body)
+            if self.hop.ocpi_status is None:
+                self.hop.error = "not an OCPI response"
+        return body
 
     def release(self) -> None:
         self.response.release()
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        if self.hop is not None and self._traffic is not None:
+            self._traffic.record(self.hop)
+            self.hop = None
 
 
 _DROPPED = frozenset(name.encode() for name in _NOT_FORWARDED)
@@ -89,12 +109,20 @@ class Relayed(NamedTuple):
     first: bytes
     upstream: Upstream | None
     timeout: float  # seconds the requester gets to take each chunk
+    ocpi_status: int | None = None  # the body's status_code, when read whole
 
 
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings, relays: Relays) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        relays: Relays,
+        traffic: TrafficLog | None = None,
+    ) -> None:
         self.session = session
         self.relays = relays
+        self.traffic = traffic
         self.timeout = settings.forward_timeout
         self.concurrency = settings.platform_concurrency
         # Per platform and lane: requests routed for a requester, and the hub's own
@@ -149,6 +177,59 @@ class Forwarder:
         waiting for the answer get the rest, so a requester of a receiver that hangs hears
         4002 after FORWARD_TIMEOUT, never later. (Reading the body afterwards gets
         FORWARD_TIMEOUT per read, see ``relay``.)"""
+        hop = self._hop(target, method, url, out)
+        began = time.perf_counter()
+        try:
+            upstream = await self._call(target, method, url, out, body, background)
+        except OcpiError as exc:
+            if hop is not None and self.traffic is not None:
+                hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+                hop.ocpi_status, hop.error = exc.status_code, exc.message
+                self.traffic.record(hop)
+            raise
+        if hop is not None:
+            hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+            hop.http_status = upstream.response.status
+            upstream.hop, upstream._traffic = hop, self.traffic
+        return upstream
+
+    def _hop(
+        self, target: Platform, method: str, url: str, out: Mapping[str, str]
+    ) -> Exchange | None:
+        """The traffic log's record of a call to ``target``: which module its URL is the
+        endpoint of, and the parties its routing headers name."""
+        if self.traffic is None:
+            return None
+        module, longest = "", 0
+        for endpoint in target.endpoints:
+            if len(endpoint.url) > longest and url.startswith(endpoint.url):
+                module, longest = endpoint.identifier, len(endpoint.url)
+        if not module and url == target.versions_url:
+            module = "versions"
+        sender = out.get(headers.FROM_COUNTRY_CODE)
+        receiver = out.get(headers.TO_COUNTRY_CODE)
+        return Exchange(
+            at=time.time(),
+            direction="out",
+            method=method,
+            path=URL(url).path,
+            platform=target.id,
+            sender=f"{sender}/{out.get(headers.FROM_PARTY_ID)}" if sender else "",
+            receiver=f"{receiver}/{out.get(headers.TO_PARTY_ID)}" if receiver else "",
+            module=module,
+            request_id=out.get(headers.REQUEST_ID, ""),
+            correlation_id=out.get(headers.CORRELATION_ID, ""),
+        )
+
+    async def _call(
+        self,
+        target: Platform,
+        method: str,
+        url: str,
+        out: Mapping[str, str],
+        body: bytes | None,
+        background: bool,
+    ) -> Upstream:
         deadline = asyncio.get_running_loop().time() + self.timeout
         slot = self._slots.get((target.id, background))
         if slot is None:
@@ -218,7 +299,11 @@ class Forwarder:
         upstream = await self.call(target, method, url, out, body, background)
         try:
             response = upstream.response
-            return response.status, response.headers, await _read(response.read())
+            return (
+                response.status,
+                response.headers,
+                upstream.answered(await _read(response.read())),
+            )
         finally:
             upstream.release()
 
@@ -262,17 +347,21 @@ class Forwarder:
                 )
             if rewrite is not None or (length is not None and length <= SMALL_BODY):
                 body = await _read(response.read())
+                status = None
+                if not encoded:
+                    status = _check_envelope(body, response.status, upstream.hop)
                 upstream.release()
                 if not encoded:
-                    _check_envelope(body, response.status)
                     if rewrite is not None:
                         body = rewrite(body)
                     if dropped:
                         body = with_message(body, _dropped_warning(dropped))
                 out.append((b"content-length", str(len(body)).encode()))
-                return Relayed(response.status, out, body, None, self.timeout)
+                return Relayed(response.status, out, body, None, self.timeout, status)
             first = await _read(_first_bytes(response))
             if not encoded and not first.lstrip().startswith(b"{"):
+                if upstream.hop is not None:
+                    upstream.hop.error = "not an OCPI response"
                 raise _not_ocpi(response.status)
             if length is not None:
                 out.append((b"content-length", str(length).encode()))
@@ -359,13 +448,26 @@ class _Envelope(msgspec.Struct):
 _envelope = msgspec.json.Decoder(_Envelope)
 
 
-def _check_envelope(body: bytes, http_status: int = 200) -> None:
-    """An OCPI response is a JSON object with a status_code: a whole, valid JSON document
-    (a truncated one is not), read without building its data."""
+def status_of(body: bytes) -> int | None:
+    """The status_code of an OCPI response (a whole, valid JSON document: a truncated one
+    is not), read without building its data; None for anything else."""
     try:
-        _envelope.decode(body)
+        code = _envelope.decode(body).status_code
     except (msgspec.DecodeError, RecursionError):
-        raise _not_ocpi(http_status) from None
+        return None
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _check_envelope(body: bytes, http_status: int = 200, hop: Exchange | None = None) -> int:
+    """An OCPI response is a JSON object with a status_code; its status_code (0 when it is
+    not a number), recorded on the traffic log's ``hop``."""
+    status = status_of(body)
+    if hop is not None:
+        hop.ocpi_status = status
+        hop.error = None if status is not None else "not an OCPI response"
+    if status is None:
+        raise _not_ocpi(http_status)
+    return status
 
 
 T = TypeVar("T")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from hub import metrics
 from hub.logs import get_logger
 from hub.registry.store import Keys
 
@@ -21,6 +22,7 @@ class Losses:
         """``platform_id`` got ``module`` objects in ``target`` without the fields ``lost``."""
         if not lost:
             return
+        metrics.TRANSLATION_LOSSES.labels(module, target).inc(len(lost))
         log.info(
             "lost in translation",
             platform_id=platform_id,

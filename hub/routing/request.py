@@ -42,3 +42,4 @@ class HubAnswer(NamedTuple):
     body: bytes
     headers: Mapping[str, str]
     status: int = 200
+    ocpi_status: int = 1000  # the body's status_code

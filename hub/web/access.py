@@ -12,6 +12,7 @@ from hub.ocpi.auth import token_candidates
 from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.status import StatusCode
 from hub.registry.records import Platform, TokenKind
+from hub.registry.traffic import CURRENT
 from hub.runtime import Runtime
 
 
@@ -66,6 +67,9 @@ async def authenticate(
         )
     request.state.platform = platform
     request.state.token_kind = kind
+    hop = CURRENT.get()
+    if hop is not None:
+        hop.platform = platform.id
     bind_contextvars(platform_id=platform.id)
     if hub.registry.touch_due(platform.id):
         hub.detach(hub.registry.touch(platform.id))  # off the request path
@@ -83,3 +87,13 @@ def require_admin(request: Request) -> None:
     presented = value.strip().encode("latin-1")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
         raise AdminError(401, "admin API needs Authorization: Bearer <admin token>")
+
+
+async def known_platform(request: Request) -> Platform:
+    """The admin path's platform (``platform_id``), 404 unless the registry has it."""
+    require_admin(request)
+    platform_id = request.path_params["platform_id"]
+    platform = (await runtime(request).registry.refresh_if_stale()).platforms.get(platform_id)
+    if platform is None:
+        raise AdminError(404, f"unknown platform {platform_id}")
+    return platform

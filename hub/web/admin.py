@@ -13,16 +13,24 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from hub.background.broadcast import Report, Summary
 from hub.ocpi.body import BadJson, decode_json
 from hub.ocpi.envelope import OcpiError, now
 from hub.ocpi.models import CountryCode, PartyId, Role
 from hub.onboarding.handshake import suspended
 from hub.registry.errors import RegistryError, UnknownPlatform
 from hub.registry.events import PlatformEvent
-from hub.registry.records import Platform, RateLimit, party_key
-from hub.web.access import AdminError, require_admin, runtime
+from hub.registry.records import (
+    Party,
+    Platform,
+    PublicPlatform,
+    RateLimit,
+    Transition,
+    party_key,
+)
+from hub.web.access import AdminError, known_platform, require_admin, runtime
+from hub.web.openapi import AdminRoute
 from hub.web.responses import json_response
 
 T = TypeVar("T")
@@ -38,6 +46,14 @@ async def read_body(request: Request, type_: type[T]) -> T:
         raise AdminError(422, f"invalid request: {exc.problem}") from None
 
 
+def read_query(request: Request, type_: type[T]) -> T:
+    """The query parameters as ``type_`` (a Struct of their names); 400 when they do not fit."""
+    try:
+        return msgspec.convert(dict(request.query_params), type_, strict=False)
+    except msgspec.ValidationError as exc:
+        raise AdminError(400, f"invalid query: {exc}") from None
+
+
 class NewPlatform(msgspec.Struct):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     # Hand the platform a versions URL listing only this version (a strict 2.2.1 parser
@@ -45,54 +61,49 @@ class NewPlatform(msgspec.Struct):
     version: Literal["2.3.0", "2.2.1"] | None = None
 
 
+class CreatedPlatform(msgspec.Struct):
+    """The one time token A is shown: the hub keeps only its hash."""
+
+    id: str
+    name: str
+    token_a: str
+    versions_url: str
+
+
 async def create_platform(request: Request) -> Response:
+    """A new PENDING platform, and the token A and versions URL to hand its operator."""
     require_admin(request)
     body = await read_body(request, NewPlatform)
     hub = runtime(request)
     platform, token_a = await hub.writer.create_platform(body.name)
     versions_url = hub.urls("versions-of", version=body.version) if body.version else None
-    return json_response(
-        {
-            "id": platform.id,
-            "name": platform.name,
-            "token_a": token_a,
-            "versions_url": versions_url or hub.versions_url,
-        },
-        201,
-    )
+    created = CreatedPlatform(platform.id, platform.name, token_a, versions_url or hub.versions_url)
+    return json_response(created, 201)
 
 
 async def list_platforms(request: Request) -> Response:
+    """Every platform, oldest first; never a token."""
     require_admin(request)
     snapshot = await runtime(request).registry.refresh_if_stale()
     platforms = sorted(snapshot.platforms.values(), key=lambda p: p.created)
     return json_response([p.public() for p in platforms])
 
 
-async def _known_platform(request: Request) -> Platform:
-    """The platform of the path, 404 unless the registry has it."""
-    require_admin(request)
-    platform_id = request.path_params["platform_id"]
-    platform = (await runtime(request).registry.refresh_if_stale()).platforms.get(platform_id)
-    if platform is None:
-        raise AdminError(404, f"unknown platform {platform_id}")
-    return platform
-
-
 async def get_platform(request: Request) -> Response:
-    return json_response((await _known_platform(request)).public())
+    """One platform, with its OCPI version and endpoints."""
+    return json_response((await known_platform(request)).public())
 
 
 async def platform_events(request: Request) -> Response:
     """Its credentials events, newest first: when, by whom, with what outcome."""
-    platform = await _known_platform(request)
+    platform = await known_platform(request)
     return json_response(await runtime(request).events.of(platform.id))
 
 
 async def platform_losses(request: Request) -> Response:
     """What translation between OCPI versions left out of the objects this platform got:
     ``"module: field"`` -> how many times."""
-    platform = await _known_platform(request)
+    platform = await known_platform(request)
     return json_response(await runtime(request).losses.of(platform.id))
 
 
@@ -191,22 +202,28 @@ async def _update(
     return await writer.update(request.path_params["platform_id"], change, cause)
 
 
+class ListedParty(Party, frozen=True):
+    """A party, and when its platform last called the hub (null: never, or no platform yet)."""
+
+    last_seen: datetime | None
+
+
 async def list_parties(request: Request) -> Response:
+    """Every party the hub knows, with its status and when its platform was last seen."""
     require_admin(request)
     hub = runtime(request)
     snapshot = await hub.registry.refresh_if_stale()
     seen = await hub.registry.last_seen()
     rows = [
-        {**party.public(), "last_seen": _iso(seen.get(party.platform_id or ""))}
+        ListedParty(**msgspec.structs.asdict(party), last_seen=_moment(seen, party.platform_id))
         for party in sorted(snapshot.parties.values(), key=lambda p: p.key)
     ]
     return json_response(rows)
 
 
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+def _moment(seen: dict[str, float], platform_id: str | None) -> datetime | None:
+    moment = seen.get(platform_id or "")
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)
 
 
 async def list_broadcasts(request: Request) -> Response:
@@ -216,14 +233,8 @@ async def list_broadcasts(request: Request) -> Response:
     rows = []
     for broadcast_id in await broadcaster.recent():
         report = await broadcaster.report(broadcast_id)
-        if report is None:
-            continue
-        rows.append(
-            {
-                **{f: getattr(report, f) for f in report.__struct_fields__ if f != "deliveries"},
-                "failed": sum(not d.ok for d in report.deliveries),
-            }
-        )
+        if report is not None:
+            rows.append(report.summary())
     return json_response(rows)
 
 
@@ -253,7 +264,7 @@ async def announce_party(request: Request) -> Response:
     key = party_key(body.country_code, body.party_id, body.role)
     await runtime(request).writer.announce(key, body.name)
     party = (await runtime(request).registry.snapshot()).parties[key]
-    return json_response(party.public(), 201)
+    return json_response(party, 201)
 
 
 async def party_history(request: Request) -> Response:
@@ -271,20 +282,71 @@ async def party_history(request: Request) -> Response:
 
 
 routes = [
-    Route("/admin/platforms", create_platform, methods=["POST"]),
-    Route("/admin/platforms", list_platforms, methods=["GET"]),
-    Route("/admin/platforms/{platform_id}", get_platform, methods=["GET"]),
-    Route("/admin/platforms/{platform_id}/losses", platform_losses, methods=["GET"]),
-    Route("/admin/platforms/{platform_id}/events", platform_events, methods=["GET"]),
-    Route("/admin/parties", announce_party, methods=["POST"]),
-    Route(
-        "/admin/parties/{country_code}/{party_id}/{role}/history", party_history, methods=["GET"]
+    AdminRoute(
+        "/admin/platforms",
+        create_platform,
+        methods=["POST"],
+        request=NewPlatform,
+        response=CreatedPlatform,
+        status=201,
     ),
-    Route("/admin/broadcasts", list_broadcasts, methods=["GET"]),
-    Route("/admin/broadcasts/{broadcast_id}", get_broadcast, methods=["GET"]),
-    Route("/admin/platforms/{platform_id}", update_platform, methods=["PATCH"]),
-    Route("/admin/platforms/{platform_id}", suspend_platform, methods=["DELETE"]),
-    Route("/admin/platforms/{platform_id}/connect", connect_platform, methods=["POST"]),
-    Route("/admin/platforms/{platform_id}/rotate", rotate_platform, methods=["POST"]),
-    Route("/admin/parties", list_parties, methods=["GET"]),
+    AdminRoute("/admin/platforms", list_platforms, methods=["GET"], response=list[PublicPlatform]),
+    AdminRoute(
+        "/admin/platforms/{platform_id}", get_platform, methods=["GET"], response=PublicPlatform
+    ),
+    AdminRoute(
+        "/admin/platforms/{platform_id}/losses",
+        platform_losses,
+        methods=["GET"],
+        response=dict[str, int],
+    ),
+    AdminRoute(
+        "/admin/platforms/{platform_id}/events",
+        platform_events,
+        methods=["GET"],
+        response=list[PlatformEvent],
+    ),
+    AdminRoute(
+        "/admin/parties",
+        announce_party,
+        methods=["POST"],
+        request=NewParty,
+        response=Party,
+        status=201,
+    ),
+    AdminRoute(
+        "/admin/parties/{country_code}/{party_id}/{role}/history",
+        party_history,
+        methods=["GET"],
+        response=list[Transition],
+    ),
+    AdminRoute("/admin/broadcasts", list_broadcasts, methods=["GET"], response=list[Summary]),
+    AdminRoute("/admin/broadcasts/{broadcast_id}", get_broadcast, methods=["GET"], response=Report),
+    AdminRoute(
+        "/admin/platforms/{platform_id}",
+        update_platform,
+        methods=["PATCH"],
+        request=PlatformSettings,
+        response=PublicPlatform,
+    ),
+    AdminRoute(
+        "/admin/platforms/{platform_id}",
+        suspend_platform,
+        methods=["DELETE"],
+        response=PublicPlatform,
+    ),
+    AdminRoute(
+        "/admin/platforms/{platform_id}/connect",
+        connect_platform,
+        methods=["POST"],
+        request=Connect,
+        response=PublicPlatform,
+    ),
+    AdminRoute(
+        "/admin/platforms/{platform_id}/rotate",
+        rotate_platform,
+        methods=["POST"],
+        response=PublicPlatform,
+    ),
+    AdminRoute("/admin/parties", list_parties, methods=["GET"], response=list[ListedParty]),
 ]

@@ -13,26 +13,21 @@ from typing import Annotated
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from hub.ocpi.models import CountryCode, ModuleID, PartyId
-from hub.registry.records import Agreement, PartyCode
+from hub.ocpi.models import ModuleID
+from hub.registry.policy import RoutingPolicy
+from hub.registry.records import Agreement, Party, PartyCode, PartyRef, PublicAgreement
 from hub.registry.snapshot import Snapshot
 from hub.routing.decide import UNREACHABLE
 from hub.web.access import AdminError, require_admin, runtime
-from hub.web.admin import read_body
+from hub.web.admin import read_body, read_query
+from hub.web.openapi import AdminRoute
 from hub.web.responses import json_response
 
 Module = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-class PartyRef(msgspec.Struct):
-    country_code: CountryCode
-    party_id: PartyId
-
-    @property
-    def code(self) -> PartyCode:
-        return (self.country_code.upper(), self.party_id.upper())
+PartyText = Annotated[
+    str, msgspec.Meta(description="country code and party id: NLCPO, NL/CPO or NL-CPO")
+]
 
 
 class NewAgreement(msgspec.Struct):
@@ -57,6 +52,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 async def add_agreement(request: Request) -> Response:
+    """A roaming agreement between two parties, for some modules or all of them."""
     require_admin(request)
     body = await read_body(request, NewAgreement)
     first, second = (p.code for p in body.parties)
@@ -77,17 +73,22 @@ async def add_agreement(request: Request) -> Response:
     return json_response(agreement.public(), 201)
 
 
+class AgreementsQuery(msgspec.Struct):
+    party: PartyText | None = None
+
+
 async def list_agreements(request: Request) -> Response:
     """Every agreement, or those of ``?party=NLCPO``."""
     require_admin(request)
+    query = read_query(request, AgreementsQuery)
     snapshot = await runtime(request).registry.refresh_if_stale()
-    party = request.query_params.get("party")
-    code = party_code(party) if party else None
+    code = party_code(query.party) if query.party else None
     rows = sorted(snapshot.agreements.values(), key=lambda a: (a.created, a.id))
     return json_response([a.public() for a in rows if code is None or code in a.parties])
 
 
 async def get_agreement(request: Request) -> Response:
+    """One agreement."""
     require_admin(request)
     snapshot = await runtime(request).registry.refresh_if_stale()
     agreement = snapshot.agreements.get(request.path_params["agreement_id"])
@@ -97,20 +98,37 @@ async def get_agreement(request: Request) -> Response:
 
 
 async def remove_agreement(request: Request) -> Response:
+    """End an agreement at once; the answer is the agreement removed."""
     require_admin(request)
     removed = await runtime(request).writer.remove_agreement(request.path_params["agreement_id"])
     return json_response(removed.public())
 
 
+class ExplainQuery(msgspec.Struct):
+    from_: PartyText = msgspec.field(name="from")
+    to: PartyText
+    module: str | None = None
+
+
+class Explanation(msgspec.Struct):
+    """Whether a request would be routed, the reasons, and the parties on either side."""
+
+    routed: bool
+    policy: RoutingPolicy
+    agreement: str | None  # the agreement that allows it
+    reasons: list[str]
+    from_: list[Party] = msgspec.field(name="from")
+    to: list[Party]
+
+
 async def explain_route(request: Request) -> Response:
-    """``?from=NLCPO&to=DEMSP&module=sessions``: would a request of ``from`` to ``to`` for
-    ``module`` be routed now, and why (policy, agreement, party states, endpoints)."""
+    """Would a request be routed now, and why. ``?from=NLCPO&to=DEMSP&module=sessions``: the
+    decision for that sender, receiver and module, with its reasons (policy, agreement, party
+    states, endpoints)."""
     require_admin(request)
-    params = request.query_params
-    if "from" not in params or "to" not in params:
-        raise AdminError(422, "explain needs from= and to= (country code and party id)")
-    sender, receiver = party_code(params["from"]), party_code(params["to"])
-    module = ModuleID.normalize(params["module"]) if params.get("module") else None
+    query = read_query(request, ExplainQuery)
+    sender, receiver = party_code(query.from_), party_code(query.to)
+    module = ModuleID.normalize(query.module) if query.module else None
     hub = runtime(request)
     snapshot = await hub.registry.refresh_if_stale()
     entitlement = hub.policy.entitled(snapshot, sender, receiver, module)
@@ -124,16 +142,15 @@ async def explain_route(request: Request) -> Response:
         reasons.append(f"{'/'.join(receiver)} is {receivers[0].status} (4003)")
     elif not offers:
         reasons.append(f"{'/'.join(receiver)} offers no {module} endpoint (4000)")
-    return json_response(
-        {
-            "routed": entitlement.allowed and bool(reachable) and offers,
-            "policy": hub.policy.mode,
-            "agreement": entitlement.agreement_id,
-            "reasons": reasons,
-            "from": [p.public() for p in snapshot.parties_of(*sender)],
-            "to": [p.public() for p in receivers],
-        }
+    explanation = Explanation(
+        routed=entitlement.allowed and bool(reachable) and offers,
+        policy=hub.policy.mode,
+        agreement=entitlement.agreement_id,
+        reasons=reasons,
+        from_=snapshot.parties_of(*sender),
+        to=receivers,
     )
+    return json_response(explanation)
 
 
 def _offers(snapshot: Snapshot, platform_id: str | None, module: str) -> bool:
@@ -142,9 +159,38 @@ def _offers(snapshot: Snapshot, platform_id: str | None, module: str) -> bool:
 
 
 routes = [
-    Route("/admin/agreements", add_agreement, methods=["POST"]),
-    Route("/admin/agreements", list_agreements, methods=["GET"]),
-    Route("/admin/agreements/{agreement_id}", get_agreement, methods=["GET"]),
-    Route("/admin/agreements/{agreement_id}", remove_agreement, methods=["DELETE"]),
-    Route("/admin/routes/explain", explain_route, methods=["GET"]),
+    AdminRoute(
+        "/admin/agreements",
+        add_agreement,
+        methods=["POST"],
+        request=NewAgreement,
+        response=PublicAgreement,
+        status=201,
+    ),
+    AdminRoute(
+        "/admin/agreements",
+        list_agreements,
+        methods=["GET"],
+        query=AgreementsQuery,
+        response=list[PublicAgreement],
+    ),
+    AdminRoute(
+        "/admin/agreements/{agreement_id}",
+        get_agreement,
+        methods=["GET"],
+        response=PublicAgreement,
+    ),
+    AdminRoute(
+        "/admin/agreements/{agreement_id}",
+        remove_agreement,
+        methods=["DELETE"],
+        response=PublicAgreement,
+    ),
+    AdminRoute(
+        "/admin/routes/explain",
+        explain_route,
+        methods=["GET"],
+        query=ExplainQuery,
+        response=Explanation,
+    ),
 ]

@@ -16,18 +16,21 @@ from hub.config import Settings, load_settings, with_admin_token
 from hub.logs import configure_logging
 from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
+from hub.registry.client import StoreUnavailable
 from hub.registry.errors import RegistryError
 from hub.registry.ratelimit import RateLimited
-from hub.registry.store import StoreUnavailable
 from hub.runtime import Runtime
 from hub.web import (
     admin,
     agreements,
     credentials,
+    dashboard,
     deliveries,
     functional,
     health,
     hubclientinfo,
+    monitoring,
+    openapi,
     relays,
     versions,
 )
@@ -119,6 +122,9 @@ def create_app(settings: Settings) -> Starlette:
             *admin.routes,
             *agreements.routes,
             *deliveries.routes,
+            *monitoring.routes,
+            *dashboard.routes,
+            *openapi.routes,
             *health.routes,
         ],
         middleware=[Middleware(RequestContext, max_body_bytes=settings.max_body_bytes)],

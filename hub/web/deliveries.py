@@ -3,12 +3,21 @@ and a dead letter's replay (``/admin/deliveries``, ``/admin/dead-letters``)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from hub.background.broadcast import Report
+from hub.background.deadletters import DeadLetter
+from hub.background.engine import Backlog
 from hub.web.access import AdminError, require_admin, runtime
+from hub.web.admin import read_query
+from hub.web.openapi import AdminRoute
 from hub.web.responses import json_response
+
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 async def list_backlogs(request: Request) -> Response:
@@ -17,35 +26,34 @@ async def list_backlogs(request: Request) -> Response:
     return json_response(await runtime(request).engine.backlog())
 
 
-def _seconds(request: Request, name: str) -> float | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise AdminError(400, f"{name} must be a number of seconds, got {value!r}")
-    return seconds
+class DeadLettersQuery(msgspec.Struct):
+    receiver: Annotated[str, msgspec.Meta(description="CC/PID or a platform id")] | None = None
+    module: str | None = None
+    older_than: Seconds | None = None
+    newer_than: Seconds | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
 async def list_dead_letters(request: Request) -> Response:
-    """Newest first. ``receiver`` (CC/PID or a platform id), ``module``, ``older_than`` and
-    ``newer_than`` (seconds) filter; ``limit`` (default 100, at most 1000) caps."""
+    """Deliveries finally not made, newest first. ``receiver``, ``module``, ``older_than``
+    and ``newer_than`` (seconds) filter; ``limit`` caps."""
     require_admin(request)
-    params = request.query_params
-    limit = params.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise AdminError(400, f"limit must be a whole number from 1 to 1000, got {limit!r}")
+    query = read_query(request, DeadLettersQuery)
     letters = await runtime(request).dead_letters.list(
-        receiver=params.get("receiver"),
-        module=params.get("module"),
-        older_than=_seconds(request, "older_than"),
-        newer_than=_seconds(request, "newer_than"),
-        limit=int(limit),
+        receiver=query.receiver,
+        module=query.module,
+        older_than=query.older_than,
+        newer_than=query.newer_than,
+        limit=query.limit,
     )
     return json_response(letters)
+
+
+class Replay(msgspec.Struct):
+    """A dead letter and the reports of sending its object again (null: a report not kept)."""
+
+    dead_letter: DeadLetter
+    replays: list[Report | None]
 
 
 async def replay_dead_letter(request: Request) -> Response:
@@ -75,11 +83,22 @@ async def replay_dead_letter(request: Request) -> Response:
             f"{letter.receiver} is not a receiver of {letter.module} now "
             "(not connected, or no agreement with the object's owner)",
         )
-    return json_response({"dead_letter": letter, "replays": reports})
+    return json_response(Replay(letter, reports))
 
 
 routes = [
-    Route("/admin/deliveries", list_backlogs, methods=["GET"]),
-    Route("/admin/dead-letters", list_dead_letters, methods=["GET"]),
-    Route("/admin/dead-letters/{letter_id}/replay", replay_dead_letter, methods=["POST"]),
+    AdminRoute("/admin/deliveries", list_backlogs, methods=["GET"], response=list[Backlog]),
+    AdminRoute(
+        "/admin/dead-letters",
+        list_dead_letters,
+        methods=["GET"],
+        query=DeadLettersQuery,
+        response=list[DeadLetter],
+    ),
+    AdminRoute(
+        "/admin/dead-letters/{letter_id}/replay",
+        replay_dead_letter,
+        methods=["POST"],
+        response=Replay,
+    ),
 ]

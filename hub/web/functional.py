@@ -16,6 +16,7 @@ from hub.ocpi.envelope import OcpiError, answering
 from hub.ocpi.models import InterfaceRole, ModuleID, modules_of
 from hub.ocpi.status import StatusCode
 from hub.registry.snapshot import Snapshot
+from hub.registry.traffic import CURRENT
 from hub.routing.decide import (
     check_owner,
     check_sender,
@@ -74,6 +75,11 @@ async def module_endpoint(request: Request) -> Response:
             headers={"Allow": allowed},
         )
     addressing = parse_addressing(incoming, sole_party(platform))
+    hop = CURRENT.get()
+    if hop is not None:
+        hop.module, hop.interface = facts.id, interface
+        hop.sender = "/".join(addressing.sender)
+        hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""
     with answering(hub.party, addressing.sender):
         check_sender(addressing, platform)
         suffix: str = request.path_params["rest"]
@@ -82,6 +88,8 @@ async def module_endpoint(request: Request) -> Response:
         body = await request.body() if method in _WITH_BODY else b""
         if body:
             check_json(body)
+            if hop is not None and hub.traffic.keeps_body(facts.id):
+                hop.body = hub.traffic.body_of(body)
         raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
         routed = RoutedRequest(
             facts=facts,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hub.registry.store import StoreUnavailable
+from hub.registry.client import StoreUnavailable
 from hub.web.access import runtime
 from hub.web.responses import json_response
 
@@ -21,10 +21,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Redis answers and the registry can be read from it."""
+    hub = runtime(request)
     try:
-        await runtime(request).redis.ping()
+        await hub.redis.ping()
+        await hub.registry.refresh_if_stale()
     except StoreUnavailable as exc:
         return json_response({"status": "unavailable", "error": exc.args[0]}, 503)
+    except Exception as exc:  # a registry that cannot be read is not ready either
+        return json_response({"status": "unavailable", "error": f"registry: {exc}"}, 503)
     return json_response({"status": "ready"})
 
 

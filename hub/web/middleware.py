@@ -19,6 +19,7 @@ from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
 from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
+from hub.registry.traffic import CURRENT, Exchange
 
 log = get_logger(__name__)
 _admin_error = msgspec.json.Encoder()
@@ -68,6 +69,19 @@ class RequestContext:
         state["correlation_id"] = correlation_id
         clear_contextvars()
         bind_contextvars(request_id=request_id, correlation_id=correlation_id)
+        path: str = scope["path"]
+        hop = None
+        if path.startswith("/ocpi/"):
+            hop = Exchange(
+                at=time.time(),
+                direction="in",
+                method=scope["method"],
+                path=path,
+                module=_module_of(path),
+                request_id=request_id,
+                correlation_id=correlation_id,
+            )
+        CURRENT.set(hop)
         id_headers = [
             (headers.REQUEST_ID.encode(), request_id.encode("latin-1")),
             (headers.CORRELATION_ID.encode(), correlation_id.encode("latin-1")),
@@ -88,7 +102,7 @@ class RequestContext:
                 await self._drain(receive)
             await send(message)
 
-        admin = scope["path"].startswith("/admin")  # plain JSON errors there, no envelope
+        admin = path.startswith("/admin")  # plain JSON errors there, no envelope
         if content_length > self.max_body_bytes:
             await self._too_large(send_with_ids, admin)
             return
@@ -134,12 +148,13 @@ class RequestContext:
                 )
         if state.get("unlogged"):
             return
+        duration_ms = round((time.perf_counter() - began) * 1000, 2)
+        if hop is not None:
+            hop.http_status = status
+            hop.latency_ms = duration_ms
+            scope["app"].state.runtime.traffic.record(hop)
         log.info(
-            "request",
-            method=scope["method"],
-            path=scope["path"],
-            status=status,
-            duration_ms=round((time.perf_counter() - began) * 1000, 2),
+            "request", method=scope["method"], path=path, status=status, duration_ms=duration_ms
         )
 
     async def _drain(self, receive: Receive) -> None:
@@ -171,6 +186,15 @@ class RequestContext:
         )
 
 
+def _module_of(path: str) -> str:
+    """What an OCPI path's module is, as far as the path says: /ocpi/{version}/{module}/...;
+    the routed endpoint names it exactly (custom modules, Bookings' sub-modules)."""
+    parts = path.split("/", 4)
+    if len(parts) > 3 and parts[2][:1].isdigit():
+        return "versions" if parts[3] == "details" else parts[3]
+    return parts[2] if len(parts) > 2 else ""
+
+
 async def _send_error(
     send: Send,
     admin: bool,
@@ -183,6 +207,9 @@ async def _send_error(
     body = (
         _admin_error.encode({"error": message}) if admin else encode_envelope(None, code, message)
     )
+    hop = CURRENT.get()
+    if hop is not None:
+        hop.ocpi_status = code
     response_headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

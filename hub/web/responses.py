@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from hub.logs import get_logger
 from hub.ocpi.envelope import OcpiError, encode_envelope
 from hub.ocpi.status import StatusCode
+from hub.registry.traffic import CURRENT
 from hub.routing.forwarder import Relayed
 from hub.routing.request import HubAnswer
 
@@ -30,6 +31,7 @@ def ocpi_response(
     http_status: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
+    _answered(status_code)
     return Response(
         encode_envelope(data, status_code, status_message),
         status_code=http_status,
@@ -52,9 +54,17 @@ def json_response(
 
 
 def answer_response(answer: Relayed | HubAnswer) -> Response:
+    _answered(answer.ocpi_status)
     if isinstance(answer, HubAnswer):
         return Response(answer.body, answer.status, answer.headers, media_type=JSON)
     return RelayedResponse(answer)
+
+
+def _answered(status_code: int | None) -> None:
+    """The OCPI status of the answer, for the traffic log's record of the request."""
+    hop = CURRENT.get()
+    if hop is not None:
+        hop.ocpi_status = status_code
 
 
 class RelayedResponse(Response):

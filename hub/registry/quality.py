@@ -1,0 +1,149 @@
+"""How a platform and its parties fare, from the exchanges the traffic log records.
+
+Counts are kept in Redis per hour and platform (availability, OCPI status classes, latency)
+and per minute and party (requests, errors, latency), so every hub process adds to the same
+figures and reading a week costs 168 small hashes. Latency is a histogram over fixed
+buckets; percentiles are read from it as Prometheus' ``histogram_quantile`` does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+# Upper bounds, milliseconds; the last bucket holds everything slower.
+BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+HOUR = 3600
+MINUTE = 60
+
+
+def bucket_of(latency_ms: float) -> int:
+    return bisect.bisect_left(BUCKETS_MS, latency_ms)
+
+
+def percentile(histogram: Mapping[int, int], share: float) -> float | None:
+    """The latency below which ``share`` of the counted exchanges fell, interpolated
+    linearly inside its bucket; None when nothing was counted."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank, seen = share * total, 0
+    for index in range(len(BUCKETS_MS) + 1):
+        count = histogram.get(index, 0)
+        if count and seen + count >= rank:
+            lower = BUCKETS_MS[index - 1] if index > 0 else 0
+            upper = BUCKETS_MS[index] if index < len(BUCKETS_MS) else BUCKETS_MS[-1] * 2
+            return round(lower + (upper - lower) * (rank - seen) / count, 1)
+        seen += count
+    return float(BUCKETS_MS[-1])
+
+
+class Tally:
+    """Counts of one window (an hour of a platform, a minute of a party), as Redis holds
+    them: ``field -> count``, latency buckets as ``ms:<bucket>``."""
+
+    def __init__(self, fields: Mapping[str, int] | None = None) -> None:
+        self.fields: Counter[str] = Counter(fields or {})
+
+    @classmethod
+    def read(cls, raws: Iterable[Mapping[bytes, bytes]]) -> Tally:
+        tally = cls()
+        for raw in raws:
+            for key, value in raw.items():
+                tally.fields[key.decode()] += int(value)
+        return tally
+
+    def latency(self) -> dict[int, int]:
+        return {
+            int(name[3:]): count for name, count in self.fields.items() if name.startswith("ms:")
+        }
+
+
+class StatusClasses(msgspec.Struct):
+    """Share of answers by OCPI status class: 1xxx success, 2xxx client errors, 3xxx server
+    errors, 4xxx hub errors (the hub's own 4002/4003 when no answer came); ``not_ocpi`` for
+    answers without an OCPI status the hub could read."""
+
+    success: float
+    client_error: float
+    server_error: float
+    hub_error: float
+    not_ocpi: float
+
+
+class Quality(msgspec.Struct):
+    """A platform as a receiver over one window."""
+
+    window: str
+    attempts: int  # still-alive checks and requests the hub sent it
+    availability: float | None  # share of them that got an HTTP answer
+    answers: int
+    p50_ms: float | None
+    p95_ms: float | None
+    error_rate: float | None  # share of answers that were not 1xxx
+    by_status_class: StatusClasses | None
+
+
+def quality(window: str, tally: Tally) -> Quality:
+    fields = tally.fields
+    attempts, reached = fields["tried"], fields["reached"]
+    classes = [fields[f"ocpi:{n}"] for n in (1, 2, 3, 4)]
+    answers = sum(classes) + fields["not-ocpi"]
+    latency = tally.latency()
+    shares = None
+    if answers:
+        shares = StatusClasses(
+            *(round(count / answers, 4) for count in (*classes, fields["not-ocpi"]))
+        )
+    return Quality(
+        window=window,
+        attempts=attempts,
+        availability=round(reached / attempts, 4) if attempts else None,
+        answers=answers,
+        p50_ms=percentile(latency, 0.5),
+        p95_ms=percentile(latency, 0.95),
+        error_rate=round(1 - classes[0] / answers, 4) if answers else None,
+        by_status_class=shares,
+    )
+
+
+class Usage(msgspec.Struct):
+    """A party's traffic through the hub: requests it sent and requests sent to it."""
+
+    requests_5m: int = 0
+    errors_5m: int = 0
+    requests_1h: int = 0
+    errors_1h: int = 0
+    p95_ms: float | None = None  # how fast its platform answered the hub, last hour
+
+
+def usage(minutes: list[Tally], party: str) -> Usage:
+    """``minutes``: the last 60 minute tallies, newest first."""
+    out = Usage()
+    latency: Counter[int] = Counter()
+    for age, tally in enumerate(minutes):
+        fields = tally.fields
+        requests, errors = fields[f"{party}|n"], fields[f"{party}|e"]
+        out.requests_1h += requests
+        out.errors_1h += errors
+        if age < 5:
+            out.requests_5m += requests
+            out.errors_5m += errors
+        prefix = f"{party}|ms:"
+        for name, count in fields.items():
+            if name.startswith(prefix):
+                latency[int(name[len(prefix) :])] += count
+    out.p95_ms = percentile(latency, 0.95)
+    return out
+
+
+def hour_of(moment: float | None = None) -> int:
+    return int((time.time() if moment is None else moment) // HOUR)
+
+
+def minute_of(moment: float | None = None) -> int:
+    return int((time.time() if moment is None else moment) // MINUTE)

@@ -1,0 +1,294 @@
+"""The traffic log: every hop of every request, shared by all hub processes.
+
+A hop is a platform calling the hub (``in``) or the hub calling a platform (``out``: a
+forwarded request, a broadcast delivery, a GET All page, a still-alive check). Hops of one
+exchange share its X-Correlation-ID. They are kept in a capped Redis stream
+(TRAFFIC_MAX_ENTRIES, TRAFFIC_RETENTION) with no body and never a token; TRAFFIC_BODIES may
+keep request bodies of one module, cut at TRAFFIC_BODY_MAX bytes, for debugging.
+
+Recording costs a request one list append: hops are written in batches, once a second, in
+one pipeline, with the quality counts they feed (hub/registry/quality.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from contextvars import ContextVar
+from typing import Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from hub import metrics
+from hub.logs import get_logger
+from hub.registry.quality import (
+    HOUR,
+    MINUTE,
+    Quality,
+    Tally,
+    Usage,
+    bucket_of,
+    hour_of,
+    minute_of,
+    quality,
+    usage,
+)
+from hub.registry.store import Keys
+
+log = get_logger(__name__)
+
+FLUSH_SECONDS = 1.0
+PENDING_MAX = 20_000  # hops waiting for Redis; beyond, the oldest are dropped (and counted)
+SCAN_MAX = 20_000  # entries a filtered read looks through at most
+QUALITY_TTL = 8 * 24 * HOUR
+USAGE_TTL = 2 * HOUR
+ALIVE_KEEP = 50
+
+
+class Exchange(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One hop. ``platform`` is the platform at the other end; ``sender`` and ``receiver``
+    are the OCPI-from and OCPI-to parties ("CC/PID") where the hop names them."""
+
+    at: float
+    direction: Literal["in", "out"]
+    method: str
+    path: str
+    platform: str = ""
+    sender: str = ""
+    receiver: str = ""
+    module: str = ""
+    interface: str = ""
+    http_status: int = 0  # 0: no HTTP answer (unreachable, timed out)
+    ocpi_status: int | None = None
+    latency_ms: float = 0.0
+    request_id: str = ""
+    correlation_id: str = ""
+    error: str | None = None
+    body: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """No answer, an HTTP error without an OCPI status, or an OCPI status not 1xxx."""
+        if self.ocpi_status is not None:
+            return not 1000 <= self.ocpi_status < 2000
+        return not 200 <= self.http_status < 400
+
+    @property
+    def party(self) -> str:
+        """The party this hop counts for: the sender of a request in, the receiver of one out."""
+        return self.sender if self.direction == "in" else self.receiver
+
+
+# The hop a platform's request in is making, filled in by the layers it passes (who sent it,
+# which module, what OCPI status the answer carries) and recorded when the answer is out.
+CURRENT: ContextVar[Exchange | None] = ContextVar("hub_exchange", default=None)
+
+
+class AliveCheck(msgspec.Struct):
+    at: float
+    ok: bool
+    latency_ms: float
+    detail: str
+
+
+class TrafficFilter(msgspec.Struct, kw_only=True):
+    platform: str | None = None
+    party: str | None = None  # "CC/PID": as sender or receiver
+    module: str | None = None
+    status: Literal["ok", "error"] | None = None
+    correlation_id: str | None = None
+
+    def __call__(self, hop: Exchange) -> bool:
+        return (
+            (self.platform is None or hop.platform == self.platform)
+            and (self.party is None or self.party in (hop.sender, hop.receiver))
+            and (self.module is None or hop.module == self.module)
+            and (self.status is None or hop.failed == (self.status == "error"))
+            and (self.correlation_id is None or hop.correlation_id == self.correlation_id)
+        )
+
+
+class Entry(msgspec.Struct):
+    """A hop as the log answers it: with its stream id, to page on."""
+
+    id: str
+    hop: Exchange
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Exchange)
+_alive = msgspec.json.Decoder(AliveCheck)
+
+
+class TrafficLog:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        retention: float,
+        max_entries: int,
+        bodies: str = "",
+        body_max: int = 2048,
+    ) -> None:
+        self.redis = redis
+        self.retention = retention
+        self.max_entries = max_entries
+        self.bodies = bodies
+        self.body_max = body_max
+        self._pending: list[Exchange] = []
+        self._dropped = 0
+        self._wake = asyncio.Event()
+
+    def keeps_body(self, module: str) -> bool:
+        return bool(self.bodies) and module == self.bodies
+
+    def body_of(self, body: bytes) -> str:
+        return body[: self.body_max].decode("utf-8", "replace")
+
+    def record(self, hop: Exchange) -> None:
+        """Queue a hop for the next batch; count it in this process's metrics."""
+        if hop.direction == "in":
+            status = "" if hop.ocpi_status is None else str(hop.ocpi_status)
+            metrics.REQUESTS.labels(hop.module, hop.interface, hop.method, status).inc()
+        elif hop.http_status:
+            metrics.FORWARD_SECONDS.labels(hop.module, hop.platform).observe(hop.latency_ms / 1000)
+        else:
+            status = "" if hop.ocpi_status is None else str(hop.ocpi_status)
+            metrics.FORWARD_FAILURES.labels(hop.module, hop.platform, status).inc()
+        if not hop.platform:
+            return  # a caller without a valid token: counted, not logged (a flood of them
+            # would push real traffic out of the log)
+        self._pending.append(hop)
+        if len(self._pending) > PENDING_MAX:
+            del self._pending[: len(self._pending) - PENDING_MAX]
+            self._dropped += 1
+
+    async def run(self) -> None:
+        """Write what was recorded, once a second, until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                try:
+                    await self.flush()
+                except Exception as exc:  # Redis away: the hops wait, capped
+                    log.warning("traffic log not written", error=str(exc))
+        finally:
+            if self._pending:
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.warning("traffic log not written at stop", error=str(exc))
+
+    async def flush(self) -> None:
+        hops, self._pending = self._pending, []
+        if self._dropped:
+            log.warning("traffic log hops dropped: Redis was away", dropped=self._dropped)
+            self._dropped = 0
+        if not hops:
+            return
+        quality: dict[str, Counter[str]] = {}
+        minutes: dict[str, Counter[str]] = {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hop in hops:
+                pipe.xadd(
+                    Keys.traffic,
+                    {b"h": _encoder.encode(hop)},
+                    maxlen=self.max_entries,
+                    approximate=False,
+                )
+                _count(hop, quality, minutes)
+            oldest = int((time.time() - self.retention) * 1000)
+            pipe.xtrim(Keys.traffic, minid=oldest, approximate=False)
+            for key, fields in (*quality.items(), *minutes.items()):
+                for field, count in fields.items():
+                    pipe.hincrby(key, field, count)
+            for key in quality:
+                pipe.expire(key, QUALITY_TTL)
+            for key in minutes:
+                pipe.expire(key, USAGE_TTL)
+            await pipe.execute()
+
+    async def recent(
+        self, match: TrafficFilter, limit: int = 100, before: str = "+"
+    ) -> list[Entry]:
+        """The newest hops that ``match``, newest first, older than the id ``before``."""
+        found: list[Entry] = []
+        scanned, end = 0, before
+        while len(found) < limit and scanned < SCAN_MAX:
+            rows = await self.redis.xrevrange(Keys.traffic, end, "-", count=500)
+            if end != "+" and rows and rows[0][0].decode() == end:
+                rows = rows[1:]
+            if not rows:
+                break
+            for entry_id, fields in rows:
+                hop = _decoder.decode(fields[b"h"])
+                if match(hop):
+                    found.append(Entry(entry_id.decode(), hop))
+                    if len(found) == limit:
+                        break
+            scanned += len(rows)
+            end = rows[-1][0].decode()
+        return found
+
+    async def exchange(self, correlation_id: str) -> list[Entry]:
+        """Every hop of one exchange, in the order they were logged."""
+        hops = await self.recent(TrafficFilter(correlation_id=correlation_id), limit=1000)
+        return sorted(hops, key=lambda e: (e.hop.at, e.id))
+
+    async def quality(self, platform_id: str) -> list[Quality]:
+        """Over the last 24 hours and the last 7 days."""
+        now = hour_of()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for hour in range(now - 7 * 24 + 1, now + 1):
+                pipe.hgetall(Keys.quality(platform_id, hour))
+            raws = await pipe.execute()
+        return [quality("24h", Tally.read(raws[-24:])), quality("7d", Tally.read(raws))]
+
+    async def usage(self, parties: list[str]) -> dict[str, Usage]:
+        """Per party ("CC/PID"): requests and errors in the last 5 minutes and the last hour."""
+        now = minute_of()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for minute in range(now, now - 60, -1):
+                pipe.hgetall(Keys.usage(minute))
+            minutes = [Tally.read([raw]) for raw in await pipe.execute()]
+        return {party: usage(minutes, party) for party in parties}
+
+    async def checked(self, platform_id: str, check: AliveCheck) -> None:
+        """A still-alive check's outcome, kept with the platform's last ALIVE_KEEP."""
+        metrics.ALIVE_CHECKS.labels("answered" if check.ok else "failed").inc()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(Keys.alive_history(platform_id), _encoder.encode(check))
+            pipe.ltrim(Keys.alive_history(platform_id), 0, ALIVE_KEEP - 1)
+            await pipe.execute()
+
+    async def alive_history(self, platform_id: str) -> list[AliveCheck]:
+        raws = await self.redis.lrange(Keys.alive_history(platform_id), 0, ALIVE_KEEP - 1)
+        return [_alive.decode(raw) for raw in raws]
+
+
+def _count(
+    hop: Exchange, quality: dict[str, Counter[str]], minutes: dict[str, Counter[str]]
+) -> None:
+    """Add one hop to the hour of its platform (hops out only: how it answers the hub) and
+    to the minute of its party."""
+    bucket = bucket_of(hop.latency_ms)
+    if hop.direction == "out" and hop.platform:
+        fields = quality.setdefault(Keys.quality(hop.platform, int(hop.at // HOUR)), Counter())
+        fields["tried"] += 1
+        if hop.http_status:
+            fields["reached"] += 1
+            fields[f"ms:{bucket}"] += 1
+        status = hop.ocpi_status
+        if status is not None and 1000 <= status < 5000:
+            fields[f"ocpi:{status // 1000}"] += 1
+        elif hop.http_status and (hop.error or hop.http_status >= 400):
+            fields["not-ocpi"] += 1  # a large answer streamed through unread is not counted
+    party = hop.party
+    if party:
+        fields = minutes.setdefault(Keys.usage(int(hop.at // MINUTE)), Counter())
+        fields[f"{party}|n"] += 1
+        if hop.failed:
+            fields[f"{party}|e"] += 1
+        if hop.direction == "out" and hop.http_status:
+            fields[f"{party}|ms:{bucket}"] += 1
