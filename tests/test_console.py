@@ -427,3 +427,20 @@ async def test_dashboard_platform_and_broadcast_pages(
         async with browser.get(f"{hub.url}/dashboard/traffic?status=maybe") as response:
             page = await response.text()
         assert response.status == 200 and "invalid query" in page and "status" in page
+
+
+async def test_dashboard_parties_filter_and_sort(hub: RunningHub, pair):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with await _sign_in(browser, hub, hub.admin_token) as response:
+            assert response.status == 303
+
+        async def parties(query: str) -> list[str]:
+            async with browser.get(f"{hub.url}/dashboard/parties?{query}") as response:
+                return re.findall(r'<tr data-party="([^"]+)"', await response.text())
+
+        assert await parties("") == ["DE/MSA", "NL/CPA"]
+        assert await parties("sort=party&order=desc") == ["NL/CPA", "DE/MSA"]
+        assert await parties("sort=role") == ["NL/CPA", "DE/MSA"]  # CPO before EMSP
+        assert await parties("role=EMSP") == ["DE/MSA"]
+        assert await parties("status=OFFLINE") == []
+        assert await parties("status=CONNECTED&sort=nonsense") == ["DE/MSA", "NL/CPA"]
