@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: install browser run test fuzz lint format bench soak profile clean
+.PHONY: install browser run test test-cluster fuzz lint format bench soak profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,18 @@ browser:
 
 test: install $(THIRDPARTY)/bin/python browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The suites that matter on a Redis Cluster (registration, routing, broadcast and delivery,
+# ClientInfo, restarts, several processes) against three masters of Debian's redis-server
+# started on loopback (tests/redis_servers.py), stopped by their process ids afterwards.
+CLUSTER_SUITES := tests/test_credentials.py tests/test_credentials_lifecycle.py \
+	tests/test_routing.py tests/test_broadcast.py tests/test_delivery.py tests/test_clientinfo.py \
+	tests/test_rate_limit.py tests/test_resilience.py tests/test_console.py tests/test_topologies.py
+test-cluster: install
+	@dir=$$(mktemp -d); \
+	url=$$($(BIN)/python -m tests.redis_servers cluster $$dir) || exit 1; \
+	HUB_TEST_REDIS_MODE=cluster HUB_TEST_REDIS_URL=$$url $(BIN)/pytest $(PYTEST_ARGS) $(CLUSTER_SUITES); \
+	rc=$$?; $(BIN)/python -m tests.redis_servers stop $$dir; exit $$rc
 
 # Random requests at one running hub (tests/test_fuzz.py; `make test` runs 150 fixed ones);
 # prints "fuzz: N cases, M distinct answers". Last runs: four of 10,000 cases, 159-174 s

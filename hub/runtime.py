@@ -59,7 +59,9 @@ class Runtime:
         self.limiter = RateLimiter(
             self.redis, settings.rate_limit_per_second, settings.rate_limit_burst
         )
-        self.writer = RegistryWriter(self.redis, self.registry, self.party)
+        self.writer = RegistryWriter(
+            self.redis, self.registry, self.party, settings.redis_wait_replicas
+        )
         self.policy = Policy(settings.routing_policy)
         lifetimes = Lifetimes(
             settings.page_link_ttl, settings.cdr_location_ttl, settings.callback_ttl

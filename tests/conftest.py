@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from hub.logs import configure_logging
 from hub.redis_server import EmbeddedRedis
 from hub.registry.client import connect
-from tests.support import RunningHub, running_hub
+from tests.support import REDIS_MODE, RunningHub, running_hub
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,7 +35,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_url)  # the hub's own client: test loops must stop when cancelled
+    # The hub's own client: test loops must stop when cancelled.
+    client = connect(redis_url, mode=REDIS_MODE)
     await client.flushall()
     yield client
     await client.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from hub.config import Settings, load_settings
 from hub.web.app import create_app
 
 ADMIN_TOKEN = "test-admin-token"
+# The Redis the suite runs against: a standalone server unless CI points it at a cluster.
+REDIS_MODE = os.environ.get("HUB_TEST_REDIS_MODE", "standalone")
 
 
 def token_header(token: str, raw: bool = False) -> dict[str, str]:
@@ -107,6 +110,7 @@ async def running_hub(redis_url: str, data_dir: str, **overrides: Any) -> AsyncI
         "port": port,
         "public_url": "",
         "redis_url": redis_url,
+        "redis_mode": REDIS_MODE,
         "data_dir": data_dir,
         "admin_token": ADMIN_TOKEN,
         "forward_timeout": 3.0,
@@ -145,3 +149,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0
     while not await check():
         assert loop.time() < ends, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def several(
+    factory: Callable[..., contextlib.AbstractAsyncContextManager[RunningHub]],
+    count: int,
+    **overrides: Any,
+) -> AsyncIterator[list[RunningHub]]:
+    """``count`` hub processes on one Redis, behaving as one hub."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(factory(**overrides)) for _ in range(count)]

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
-from tests.support import HubClient, RunningHub
+from tests.support import REDIS_MODE, HubClient, RunningHub
 
 HUB = ("NL", "HUB")
 
@@ -322,6 +322,7 @@ async def test_broadcast_survives_the_process_that_accepted_it(
     doomed = HubProcess(
         tmp_path / "doomed",
         HUB_REDIS_URL=redis_url,
+        HUB_REDIS_MODE=REDIS_MODE,
         HUB_ADMIN_TOKEN="x" * 40,
         HUB_BROADCAST_CLAIM_IDLE="1",
     )

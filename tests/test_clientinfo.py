@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from hub.registry.store import Keys
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
-from tests.support import RunningHub, drained, token_header
+from tests.support import RunningHub, drained, several, token_header
 
 CPO = [("NL", "CPA", "CPO")]
 EMSP = [("DE", "MSA", "EMSP")]
@@ -279,25 +280,26 @@ async def test_get_list_paginated(hub: RunningHub, http: aiohttp.ClientSession) 
                 assert (await response.json())["status_code"] == 2001, bad
 
 
-async def test_two_processes_push_each_change_once(
-    hub_factory: HubFactory, http: aiohttp.ClientSession, redis: aioredis.Redis
+@pytest.mark.parametrize("count", [2, 3])
+async def test_processes_push_each_change_once(
+    hub_factory: HubFactory, http: aiohttp.ClientSession, redis: aioredis.Redis, count: int
 ) -> None:
     async with (
-        hub_factory() as one,
-        hub_factory() as two,
+        several(hub_factory, count) as hubs,
         FakePlatform("Watcher", WATCHER, ALL_MODULES) as watcher,
         FakePlatform("CPO Co", CPO, ALL_MODULES) as cpo,
         FakePlatform("MSP Co", EMSP, ALL_MODULES) as emsp,
     ):
         # Each change is pushed before the next is made: a push sends the status as it is
         # when it runs, so a CONNECTED push overtaken by the DELETE would say SUSPENDED.
-        await register(one, http, watcher)
+        await register(hubs[0], http, watcher)
         await pushed(redis)
-        await register(two, http, cpo)
+        await register(hubs[1], http, cpo)
         await pushed(redis)
-        await register(one, http, emsp)
+        await register(hubs[-1], http, emsp)
         await pushed(redis)
-        async with http.delete(f"{two.url}/ocpi/2.3.0/credentials", headers=cpo.hub_headers()):
+        suspend = f"{hubs[-1].url}/ocpi/2.3.0/credentials"
+        async with http.delete(suspend, headers=cpo.hub_headers()):
             pass
         await until(lambda: watcher.status_of("NL", "CPA") == "SUSPENDED")
         await pushed(redis)

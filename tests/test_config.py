@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import ConfigError, load_settings, with_admin_token
+from hub.registry.client import sentinel_address
 
 
 def test_defaults_come_from_config_file() -> None:
@@ -88,3 +89,30 @@ def test_explicit_admin_token_wins(tmp_path: Path) -> None:
     settings = load_settings(environ={"HUB_DATA_DIR": str(tmp_path), "HUB_ADMIN_TOKEN": "x" * 40})
     assert with_admin_token(settings)[0].admin_token == "x" * 40
     assert not (tmp_path / "admin_token").exists()
+
+
+def test_no_admin_token_and_nowhere_to_keep_one_is_a_config_error(tmp_path: Path) -> None:
+    """No HUB_ADMIN_TOKEN and a DATA_DIR that cannot be made (a read-only filesystem in a
+    container; here a path through a file): one line naming the setting, no trace."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings = load_settings(environ={}, data_dir=str(blocker / "data"))
+    with pytest.raises(ConfigError, match="set HUB_ADMIN_TOKEN"):
+        with_admin_token(settings)
+
+
+def test_redis_mode_needs_a_url_and_sentinel_its_form() -> None:
+    with pytest.raises(ConfigError, match="REDIS_MODE cluster needs HUB_REDIS_URL"):
+        load_settings(environ={"HUB_REDIS_MODE": "cluster"})
+    with pytest.raises(ConfigError, match="redis\\+sentinel://"):
+        load_settings(environ={"HUB_REDIS_MODE": "sentinel", "HUB_REDIS_URL": "redis://x:1"})
+    good = "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/hub/2"
+    settings = load_settings(environ={"HUB_REDIS_MODE": "sentinel", "HUB_REDIS_URL": good})
+    assert settings.redis_mode == "sentinel"
+    assert sentinel_address(good) == (
+        [("10.0.0.1", 26379), ("10.0.0.2", 26379)],
+        "hub",
+        {"db": 2, "username": None, "password": "pw"},
+    )
+    with pytest.raises(ConfigError, match="REDIS_MODE"):
+        load_settings(environ={"HUB_REDIS_MODE": "sharded", "HUB_REDIS_URL": "redis://x:1"})

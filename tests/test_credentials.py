@@ -7,11 +7,12 @@ import socket
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.conftest import HubFactory
 from tests.fakes import FakePlatform, Received, ocpi
-from tests.support import RunningHub, eventually, token_header
+from tests.support import RunningHub, eventually, several, token_header
 
 CPO = ("NL", "CPA", "CPO")
 EMSP = ("DE", "MSA", "EMSP")
@@ -426,22 +427,26 @@ async def test_registration_survives_hub_restart(
             assert [(p["party_id"], p["status"]) for p in parties] == [("CPA", "CONNECTED")]
 
 
-async def test_two_hub_processes_see_writes_at_once(
-    hub_factory: HubFactory, http: aiohttp.ClientSession
+@pytest.mark.parametrize("count", [2, 3])
+async def test_hub_processes_see_writes_at_once(
+    hub_factory: HubFactory, http: aiohttp.ClientSession, count: int
 ):
-    """Caches are per process: a token issued through one hub works on the other at once,
-    and a token voided through one is refused by the other."""
-    async with hub_factory() as one, hub_factory() as two, FakePlatform("CPO Co", [CPO]) as cpo:
-        async with http.get(two.versions_url, headers=token_header("warm-up")) as r:
-            assert r.status == 401  # two has loaded its snapshot before the writes below
-        created = await one.create_platform(http, "CPO Co")
-        answer = await cpo.register(http, two.versions_url, created["token_a"])
+    """Caches are per process: a token issued through one hub works on the others at once,
+    and a token voided through one is refused by the others."""
+    async with several(hub_factory, count) as hubs, FakePlatform("CPO Co", [CPO]) as cpo:
+        for hub in hubs:
+            async with http.get(hub.versions_url, headers=token_header("warm-up")) as r:
+                assert r.status == 401  # each has loaded its snapshot before the writes below
+        created = await hubs[0].create_platform(http, "CPO Co")
+        answer = await cpo.register(http, hubs[1].versions_url, created["token_a"])
         assert answer["status_code"] == 1000
-        async with http.get(one.versions_url, headers=cpo.hub_headers()) as r:
-            assert r.status == 200
-        await credentials_call(one, http, "DELETE", cpo.hub_token)
-        async with http.get(two.versions_url, headers=cpo.hub_headers()) as r:
-            assert r.status == 401
+        for hub in hubs:
+            async with http.get(hub.versions_url, headers=cpo.hub_headers()) as r:
+                assert r.status == 200
+        await credentials_call(hubs[-1], http, "DELETE", cpo.hub_token)
+        for hub in hubs:
+            async with http.get(hub.versions_url, headers=cpo.hub_headers()) as r:
+                assert r.status == 401
 
 
 async def test_the_hubs_own_party_is_nobodys(hub: RunningHub, http: aiohttp.ClientSession):

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, Received, ocpi, register, until
-from tests.support import HubClient, eventually
+from tests.support import REDIS_MODE, HubClient, eventually
 from tests.test_serve import HubProcess
 
 HUB = ("NL", "HUB")
@@ -114,7 +115,12 @@ def never_older_after_newer(told: list[tuple[str, str]]) -> bool:
 async def processes(
     tmp_path: Any, redis_url: str, count: int, **env: str
 ) -> AsyncIterator[list[HubProcess]]:
-    settings = {"HUB_REDIS_URL": redis_url, "HUB_ADMIN_TOKEN": ADMIN, **env}
+    settings = {
+        "HUB_REDIS_URL": redis_url,
+        "HUB_REDIS_MODE": REDIS_MODE,
+        "HUB_ADMIN_TOKEN": ADMIN,
+        **env,
+    }
     hubs = [HubProcess(tmp_path / f"hub{n}", 0, **settings) for n in range(count)]
     try:
         for hub in hubs:
@@ -151,15 +157,16 @@ async def cpo_and_msp(
 STATUSES = ["AVAILABLE", "CHARGING", "BLOCKED", "OUTOFORDER"]
 
 
-async def test_a_status_storm_reaches_slow_receivers_in_order_through_two_processes(
-    redis: aioredis.Redis, redis_url: str, http: aiohttp.ClientSession, tmp_path: Any
+@pytest.mark.parametrize("count", [2, 3])
+async def test_a_status_storm_reaches_slow_receivers_in_order_through_processes(
+    redis: aioredis.Redis, redis_url: str, http: aiohttp.ClientSession, tmp_path: Any, count: int
 ) -> None:
-    """A PUT and 50 PATCHes of one EVSE, sent through two hub processes in turn, to two
+    """A PUT and 50 PATCHes of one EVSE, sent through the hub processes in turn, to two
     receivers that answer slowly: each ends with the last status, never hears an older
     status after a newer one, hears the PUT first (a PATCH never overtakes it), and gets
     fewer requests than pushes because waiting ones were merged."""
     async with (
-        processes(tmp_path, redis_url, 2) as hubs,
+        processes(tmp_path, redis_url, count) as hubs,
         FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
         FakePlatform("MSP A", [("DE", "MSA", "EMSP")], ALL_MODULES) as msp_a,
         FakePlatform("MSP B", [("DE", "MSB", "EMSP")], ALL_MODULES) as msp_b,
@@ -171,7 +178,7 @@ async def test_a_status_storm_reaches_slow_receivers_in_order_through_two_proces
         ids = [await push(http, clients[1], cpo, "PUT", evse("AVAILABLE", 0))]
         for n in range(1, 51):
             patch = {"status": STATUSES[n % 4], "last_updated": stamp(n)}
-            ids.append(await push(http, clients[n % 2], cpo, "PATCH", patch))
+            ids.append(await push(http, clients[n % count], cpo, "PATCH", patch))
         last = STATUSES[50 % 4]
         await until(lambda: all(r.state.get("last_updated") == stamp(50) for r in receivers), 30)
         reports = [await finished(http, clients[0], i) for i in ids]
@@ -427,13 +434,14 @@ async def test_backlog_shows_what_waits_for_a_slow_receiver(
         assert (row["waiting"], row["delivered"], row["oldest_waiting_s"]) == (0, 2, None)
 
 
+@pytest.mark.parametrize("count", [2, 3])
 async def test_each_receiver_platform_is_delivered_by_one_process(
-    redis: aioredis.Redis, redis_url: str, http: aiohttp.ClientSession, tmp_path: Any
+    redis: aioredis.Redis, redis_url: str, http: aiohttp.ClientSession, tmp_path: Any, count: int
 ) -> None:
     """Leases split the receiver platforms between processes: each platform's lease is
-    held by exactly one of them, and both processes hold some."""
+    held by exactly one of them, and the processes hold as many each."""
     async with (
-        processes(tmp_path, redis_url, 2, HUB_BROADCAST_CLAIM_IDLE="1") as hubs,
+        processes(tmp_path, redis_url, count, HUB_BROADCAST_CLAIM_IDLE="1") as hubs,
         FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
         contextlib.AsyncExitStack() as stack,
     ):
@@ -452,8 +460,8 @@ async def test_each_receiver_platform_is_delivered_by_one_process(
 
         async def shared() -> bool:
             held = await holders()
-            return len(held) == 6 and len(set(held)) == 2
+            return len(held) == 6 and len(set(held)) == count
 
         await eventually(shared, 10)
         held = await holders()
-        assert len(held) == 6 and sorted(held.count(o) for o in set(held)) == [3, 3]
+        assert len(held) == 6 and sorted(held.count(o) for o in set(held)) == [6 // count] * count

@@ -25,7 +25,7 @@ from hub.registry.records import Platform, RateLimit
 from hub.registry.store import spec_of
 from tests.conftest import HubFactory
 from tests.fakes import ALL_MODULES, FakePlatform, register, until
-from tests.support import HubClient
+from tests.support import HubClient, several
 
 CPO, EMSP, OTHER = ("NL", "CPA"), ("DE", "MSA"), ("DE", "MSB")
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -182,27 +182,27 @@ async def test_a_busy_platform_costs_one_redis_call_per_batch(
         assert 1 <= calls <= 300 // 15 + 2, calls
 
 
-async def test_the_limit_is_shared_by_two_processes(
-    hub_factory: HubFactory, http: aiohttp.ClientSession
+@pytest.mark.parametrize("count", [2, 3])
+async def test_the_limit_is_shared_by_processes(
+    hub_factory: HubFactory, http: aiohttp.ClientSession, count: int
 ) -> None:
-    """Both processes take from one bucket in Redis. Over a window of T seconds the sum
+    """Every process takes from one bucket in Redis. Over a window of T seconds the sum
     admitted is at most burst + per_second * T, plus what each process held from before
     the window (a batch at most; 2 for 20/s burst 40)."""
     limit = RateLimit(per_second=20, burst=40)
-    slack = 2 * batch_size(limit)
+    slack = count * batch_size(limit)
     async with (
-        hub_factory() as one,
-        hub_factory() as two,
+        several(hub_factory, count) as hubs,
         FakePlatform("CPO Co", [(*CPO, "CPO")], ALL_MODULES) as cpo,
         FakePlatform("MSP Co", [(*EMSP, "EMSP")], ALL_MODULES) as emsp,
     ):
-        await register(one, http, cpo)
-        emsp_id = await register(two, http, emsp)
-        await set_limit(one, http, emsp_id, {"per_second": 20, "burst": 40})
-        await current_on([one, two], http, emsp_id)
+        await register(hubs[0], http, cpo)
+        emsp_id = await register(hubs[1], http, emsp)
+        await set_limit(hubs[0], http, emsp_id, {"per_second": 20, "burst": 40})
+        await current_on(hubs, http, emsp_id)
         cpo.received.clear()
 
-        outcome = await burst_of([one, two], http, emsp, 100)
+        outcome = await burst_of(hubs, http, emsp, 100)
 
         bound = limit.burst + limit.per_second * outcome.seconds + slack
         assert limit.burst - slack <= outcome.admitted <= bound, (
@@ -212,7 +212,7 @@ async def test_the_limit_is_shared_by_two_processes(
         assert len(cpo.calls()) == outcome.admitted
         by_hub = [
             sum(1 for status, _, _ in outcome.answers[i * 100 : (i + 1) * 100] if status == 200)
-            for i in range(2)
+            for i in range(count)
         ]
         assert all(n > 0 for n in by_hub), f"both processes admitted some: {by_hub}"
 

@@ -249,7 +249,12 @@ async def _on_own_redis(
 ) -> AsyncIterator[tuple[RunningHub, FakePlatform]]:
     """A hub on ``server`` (FORWARD_TIMEOUT and REDIS_TIMEOUT 1 s) with a CPO and an eMSP
     registered and a routed GET that works: (hub, eMSP)."""
-    settings = {"forward_timeout": FORWARD_TIMEOUT, "redis_timeout": 1.0}
+    # A server of its own to stop and pause: standalone, whatever the suite runs against.
+    settings = {
+        "forward_timeout": FORWARD_TIMEOUT,
+        "redis_timeout": 1.0,
+        "redis_mode": "standalone",
+    }
     async with (
         running_hub(server.url, str(tmp_path / "hub"), **settings) as hub,
         FakePlatform("CPO Co", [CPO]) as cpo,

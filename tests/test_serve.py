@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import token_header
+from tests.support import REDIS_MODE, token_header
 
 
 def _free_port() -> int:
@@ -34,7 +34,9 @@ class HubProcess:
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"hub-{self.port}.log"
-        inherited = {k: v for k, v in os.environ.items() if k != "HUB_REDIS_URL"}
+        inherited = {
+            k: v for k, v in os.environ.items() if k not in ("HUB_REDIS_URL", "HUB_REDIS_MODE")
+        }
         self.env = {
             **inherited,
             "HUB_DATA_DIR": str(data_dir),
@@ -162,7 +164,7 @@ def test_json_log_lines_carry_request_correlation_and_platform(tmp_path: Path) -
 
 
 def test_with_redis_url_no_embedded_server_starts(tmp_path: Path, redis_url: str) -> None:
-    hub = HubProcess(tmp_path / "data", HUB_REDIS_URL=redis_url).start()
+    hub = HubProcess(tmp_path / "data", HUB_REDIS_URL=redis_url, HUB_REDIS_MODE=REDIS_MODE).start()
     try:
         assert not any(line.get("event") == "embedded redis started" for line in hub.log_lines())
         assert not (tmp_path / "data" / "redis.sock").exists()

@@ -65,8 +65,28 @@ class _Bounded:
 
 
 class HubPipeline(_Bounded, aioredis.client.Pipeline):
+    # Replicas that must confirm a transaction (WAIT, on its own connection) before it is
+    # taken as done: a Sentinel failover keeps what a replica had, nothing else.
+    wait_replicas = 0
+
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         return await self._bounded(super().execute(raise_on_error))
+
+    async def _execute_transaction(
+        self, connection: Any, commands: Any, raise_on_error: bool
+    ) -> Any:
+        response = await super()._execute_transaction(connection, commands, raise_on_error)
+        if self.wait_replicas:
+            timeout_ms = max(1, int(self.command_timeout * 500))
+            await connection.send_command("WAIT", self.wait_replicas, timeout_ms)
+            confirmed = await connection.read_response()
+            if confirmed < self.wait_replicas:
+                metrics.REDIS_ERRORS.inc()
+                raise StoreUnavailable(
+                    f"the change reached Redis but {confirmed} of {self.wait_replicas} "
+                    f"replicas confirmed it within {timeout_ms} ms (a failover?)"
+                )
+        return response
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         return await self._bounded(super().immediate_execute_command(*args, **options))

@@ -63,31 +63,40 @@ WATCH_DELAY = 0.005  # seconds before a transaction that lost a race runs again
 
 class RegistryWriter:
     def __init__(
-        self, redis: aioredis.Redis, registry: Registry, reserved: tuple[str, str] = ("", "")
+        self,
+        redis: aioredis.Redis,
+        registry: Registry,
+        reserved: tuple[str, str] = ("", ""),
+        wait_replicas: int = 0,
     ) -> None:
         self.redis = redis
         self.registry = registry
+        self.wait_replicas = wait_replicas  # REDIS_WAIT_REPLICAS: see HubPipeline
         self.reserved = reserved  # the hub's own (country_code, party_id): no platform's
 
     async def _transaction(self, step: Callable[[Pipeline], Awaitable[T]], *watches: str) -> T:
         """Run ``step`` until no watched key changed under it; then this process's snapshot
-        is dropped at once (the others drop theirs on the channel message)."""
+        is dropped at once, and the others drop theirs on the channel message. (Published
+        after the transaction: a Redis Cluster takes no PUBLISH inside one.)"""
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.wait_replicas = self.wait_replicas
             while True:  # redis-py's ``transaction``, minus the Cluster client's blocking sleep
                 try:
                     await pipe.watch(*watches)
                     result = await step(pipe)
-                    await pipe.execute()
+                    written = await pipe.execute()
                     break
                 except WatchError:
                     await asyncio.sleep(WATCH_DELAY)
         self.registry.invalidate()
+        if written:  # every step that writes bumps the generation (``_changed``)
+            await self.redis.publish(Keys.channel, b"changed")
         return result
 
     @staticmethod
-    def _changed(pipe: Pipeline, what: str) -> None:
+    def _changed(pipe: Pipeline) -> None:
+        """A new registry generation (published once committed)."""
         pipe.incr(Keys.generation)
-        pipe.publish(Keys.channel, what)
 
     async def create_platform(self, name: str) -> tuple[Platform, str]:
         """A new platform with a fresh CREDENTIALS_TOKEN_A; returns the record and the token."""
@@ -154,7 +163,7 @@ class RegistryWriter:
                 current is None or current.state != PlatformState.REGISTERED
             ):
                 pipe.xadd(Keys.clientinfo_queue, {"sync": updated.id})
-            self._changed(pipe, updated.id)
+            self._changed(pipe)
             return updated
 
         return await self._transaction(step, Keys.platforms, Keys.parties, Keys.party_states)
@@ -176,7 +185,7 @@ class RegistryWriter:
             if changed:
                 pipe.multi()
                 _record(pipe, dict.fromkeys(changed, status), states, cause)
-                self._changed(pipe, platform_id)
+                self._changed(pipe)
             return changed
 
         changed = await self._transaction(step, Keys.platforms, Keys.party_states)
@@ -195,7 +204,7 @@ class RegistryWriter:
                 raise PartyKnown(f"party {'/'.join(key)} is known already ({states[key].status})")
             pipe.multi()
             _record(pipe, {key: ConnectionStatus.PLANNED}, {}, "announced by operator", name)
-            self._changed(pipe, party_field(key))
+            self._changed(pipe)
 
         await self._transaction(step, Keys.parties, Keys.party_states)
 
@@ -206,7 +215,7 @@ class RegistryWriter:
         async def step(pipe: Pipeline) -> None:
             pipe.multi()
             pipe.hset(Keys.agreements, agreement.id, _encoder.encode(agreement))
-            self._changed(pipe, agreement.id)
+            self._changed(pipe)
 
         await self._transaction(step, Keys.agreements)
         await self.push_client_info(agreement.parties)
@@ -221,7 +230,7 @@ class RegistryWriter:
                 raise UnknownAgreement(agreement_id)
             pipe.multi()
             pipe.hdel(Keys.agreements, agreement_id)
-            self._changed(pipe, agreement_id)
+            self._changed(pipe)
             return _agreement.decode(raw)
 
         removed = await self._transaction(step, Keys.agreements)
