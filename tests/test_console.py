@@ -80,7 +80,7 @@ async def test_traffic_log_keeps_every_hop_of_an_exchange_and_no_token(
     assert hops[1]["path"] == "/ocpi/2.3.0/locations/sender/LOC1"  # the fake CPO's own URL
     assert hops[0]["request_id"] != hops[1]["request_id"]
     assert "body" not in hops[0]
-    logged = b"".join(f[b"h"] for _, f in await redis.xrange("{hub}:traffic"))
+    logged = b"".join(f[b"b"] for _, f in await redis.xrange("{hub}:traffic"))
     for token in (emsp.hub_token, cpo.hub_token, *emsp.inbound_tokens, *cpo.inbound_tokens):
         assert token and token.encode() not in logged
 
@@ -162,10 +162,20 @@ async def test_traffic_log_capped(
     async with hub_factory(traffic_max_entries=100) as hub:
         await _versions_calls(http, hub, 150)
 
-        async def capped() -> bool:
-            return await redis.xlen("{hub}:traffic") == 100
+        async def written() -> bool:
+            return int(await redis.get("{hub}:traffic:hops") or 0) > 0
 
-        await eventually(capped)
+        await eventually(written)
+        (first,) = await redis.xrevrange("{hub}:traffic", count=1)
+        await _versions_calls(http, hub, 150)  # another batch at least: older ones go
+
+        async def added() -> bool:
+            return (await redis.xrevrange("{hub}:traffic", count=1))[0][0] != first[0]
+
+        await eventually(added)
+        hops = await _stream_hops(redis)
+        assert 0 < hops <= 100
+        assert hops == int(await redis.get("{hub}:traffic:hops"))
         (hop,) = await _get(http, hub, "/admin/traffic?limit=1")
         assert hop["hop"]["module"] == "versions" and hop["hop"]["direction"] == "in"
 
@@ -177,7 +187,7 @@ async def test_traffic_log_retention(
         headers = await _versions_calls(http, hub, 20)
 
         async def written() -> bool:
-            return await redis.xlen("{hub}:traffic") == 20
+            return await _stream_hops(redis) == 20
 
         await eventually(written)
         last = (await redis.xrevrange("{hub}:traffic", count=1))[0][0]
@@ -189,7 +199,12 @@ async def test_traffic_log_retention(
             return _stream_id(oldest) > _stream_id(last)
 
         await eventually(expired)
-        assert await redis.xlen("{hub}:traffic") < 200_000  # not the cap: its default
+        assert await _stream_hops(redis) < 200_000  # not the cap: its default
+
+
+async def _stream_hops(redis: aioredis.Redis) -> int:
+    """Hops in the traffic log: each entry is one batch, ``n`` hops long."""
+    return sum(int(fields[b"n"]) for _, fields in await redis.xrange("{hub}:traffic"))
 
 
 def _stream_id(entry_id: bytes) -> tuple[int, int]:

@@ -49,6 +49,7 @@ class Keys:
     agreements = PREFIX + "agreements"
     broadcasts = PREFIX + "broadcasts"
     traffic = PREFIX + "traffic"
+    traffic_hops = PREFIX + "traffic:hops"
 
     @staticmethod
     def quality(platform_id: str, hour: int | str) -> str:
@@ -164,6 +165,7 @@ SCHEMA = (
     KeySpec(Keys.route("*", "*"), "string", "routing.open_routing", "OPEN_ROUTING_TTL", True),
     KeySpec(Keys.rate("*"), "hash", "registry.ratelimit", "per platform; until full again", True),
     KeySpec(Keys.traffic, "stream", "registry.traffic", "TRAFFIC_MAX_ENTRIES, TRAFFIC_RETENTION"),
+    KeySpec(Keys.traffic_hops, "string", "registry.traffic", "a counter"),
     KeySpec(Keys.quality("*", "*"), "hash", "registry.traffic", "QUALITY_TTL", expires=True),
     KeySpec(Keys.usage("*"), "hash", "registry.traffic", "USAGE_TTL", expires=True),
     KeySpec(Keys.alive_history("*"), "list", "registry.traffic", "per platform, ALIVE_KEEP"),

@@ -117,8 +117,36 @@ class Entry(msgspec.Struct):
     hop: Exchange
 
 
+# One call per batch. Each flush is one stream entry holding its hops (``b``) and their
+# number (``n``); the total number of hops is kept beside the stream, so that the oldest
+# entries go while the log holds more than the cap or is older than the retention. Then
+# the counts the hops add ("key", "field", n, ...) and their keys' expiry.
+# KEYS: the stream, its hop count, then every counted key. ARGV: cap, oldest id kept, the
+# batch, its size, number of counts, the counts as key index, field, n; each key's TTL.
+_WRITE = """
+local cap, oldest = tonumber(ARGV[1]), tonumber(ARGV[2])
+local added = redis.call('XADD', KEYS[1], '*', 'n', ARGV[4], 'b', ARGV[3])
+local total = redis.call('INCRBY', KEYS[2], ARGV[4])
+while true do
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    if first[1] == added then break end
+    local ms = tonumber(string.match(first[1], '^(%d+)'))
+    if ms >= oldest and total <= cap then break end
+    redis.call('XDEL', KEYS[1], first[1])
+    total = redis.call('DECRBY', KEYS[2], first[2][2])
+end
+local at = 5
+local counts = tonumber(ARGV[at])
+for i = at + 1, at + 3 * counts, 3 do
+    redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+at = at + 3 * counts + 1
+for k = 3, #KEYS do
+    redis.call('EXPIRE', KEYS[k], ARGV[at + k - 3])
+end
+"""
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Exchange)
+_batch = msgspec.json.Decoder(list[Exchange])
 _alive = msgspec.json.Decoder(AliveCheck)
 
 
@@ -138,6 +166,7 @@ class TrafficLog:
         self.body_max = body_max
         self._pending: list[Exchange] = []
         self._dropped = 0
+        self._write = redis.register_script(_WRITE)
         self._wake = asyncio.Event()
 
     def keeps_body(self, module: str) -> bool:
@@ -187,48 +216,58 @@ class TrafficLog:
             self._dropped = 0
         if not hops:
             return
+        logged = hops[-self.max_entries :]  # a batch is never trimmed: it fits the cap
         quality: dict[str, Counter[str]] = {}
         minutes: dict[str, Counter[str]] = {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for hop in hops:
-                pipe.xadd(
-                    Keys.traffic,
-                    {b"h": _encoder.encode(hop)},
-                    maxlen=self.max_entries,
-                    approximate=False,
-                )
-                _count(hop, quality, minutes)
-            oldest = int((time.time() - self.retention) * 1000)
-            pipe.xtrim(Keys.traffic, minid=oldest, approximate=False)
-            for key, fields in (*quality.items(), *minutes.items()):
+        for hop in hops:
+            _count(hop, quality, minutes)
+        keys: list[str] = [Keys.traffic, Keys.traffic_hops]
+        counts: list[object] = []
+        ttls: list[int] = []
+        for tallies, ttl in ((quality, QUALITY_TTL), (minutes, USAGE_TTL)):
+            for key, fields in tallies.items():
+                keys.append(key)
+                ttls.append(ttl)
                 for field, count in fields.items():
-                    pipe.hincrby(key, field, count)
-            for key in quality:
-                pipe.expire(key, QUALITY_TTL)
-            for key in minutes:
-                pipe.expire(key, USAGE_TTL)
-            await pipe.execute()
+                    counts += (len(keys), field, count)
+        oldest = int((time.time() - self.retention) * 1000)
+        await self._write(
+            keys=keys,
+            args=[
+                self.max_entries,
+                oldest,
+                _encoder.encode(logged),
+                len(logged),
+                len(counts) // 3,
+                *counts,
+                *ttls,
+            ],
+        )
 
     async def recent(
         self, match: TrafficFilter, limit: int = 100, before: str = "+"
     ) -> list[Entry]:
-        """The newest hops that ``match``, newest first, older than the id ``before``."""
+        """The newest hops that ``match``, newest first, older than the hop ``before``
+        (an ``Entry.id``: its stream entry and its place in that entry's batch)."""
         found: list[Entry] = []
-        scanned, end = 0, before
+        end, _, place = before.partition("/")
+        below = int(place) if place.isdigit() else 0
+        scanned = 0
         while len(found) < limit and scanned < SCAN_MAX:
-            rows = await self.redis.xrevrange(Keys.traffic, end, "-", count=500)
-            if end != "+" and rows and rows[0][0].decode() == end:
-                rows = rows[1:]
-            if not rows:
+            rows = await self.redis.xrevrange(Keys.traffic, end, "-", count=50)
+            for raw_id, fields in rows:
+                entry_id = raw_id.decode()
+                hops = _batch.decode(fields[b"b"])
+                top = below if entry_id == end else len(hops)
+                for index in range(top - 1, -1, -1):
+                    if match(hops[index]):
+                        found.append(Entry(f"{entry_id}/{index}", hops[index]))
+                        if len(found) == limit:
+                            return found
+                scanned += len(hops)
+            if len(rows) < 50:
                 break
-            for entry_id, fields in rows:
-                hop = _decoder.decode(fields[b"h"])
-                if match(hop):
-                    found.append(Entry(entry_id.decode(), hop))
-                    if len(found) == limit:
-                        break
-            scanned += len(rows)
-            end = rows[-1][0].decode()
+            end = "(" + rows[-1][0].decode()  # older than the last entry read
         return found
 
     async def exchange(self, correlation_id: str) -> list[Entry]:

@@ -33,6 +33,7 @@ SCENARIOS = {
     "agreements": "agreements",
     "storm": "status_storm",
     "versions": "ocpi_versions",
+    "wrk": "hot_path",
 }
 
 LEGEND = (

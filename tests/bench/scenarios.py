@@ -20,7 +20,7 @@ import aiohttp
 import redis
 
 from hub.redis_server import EmbeddedRedis
-from tests.bench import data, storm, versions
+from tests.bench import data, hotpath, storm, versions
 from tests.bench.load import Call, Run, closed_loop, fixed_count
 from tests.bench.platforms import BIG_PAGE
 from tests.bench.procs import (
@@ -765,6 +765,9 @@ class Bench:
 
     async def ocpi_versions(self) -> None:
         await versions.run(self)
+
+    async def hot_path(self) -> None:
+        await hotpath.run(self)
 
     async def _unsupported(self, call: Call) -> str:
         """Why the hub cannot do what ``call`` asks yet, or "" when it answers 1000."""

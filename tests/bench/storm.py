@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from tests.bench import data
+from tests.bench.hotpath import redis_commands
 from tests.bench.load import Call, closed_loop
 from tests.bench.platforms import authorization, token_b
 from tests.bench.procs import Registered, Role, cpu_seconds, party_ids, start_hub
@@ -65,6 +68,7 @@ class Outcome:
     converged: int
     last: float  # wall-clock arrival that made the last pair converge
     cpu: float  # hub CPU seconds from the first PATCH until converged
+    redis_commands: int  # Redis commands over the same time (INFO commandstats)
     log: list[list[Any]]
     violations: int
 
@@ -75,7 +79,8 @@ class Outcome:
 
 async def run(bench: Bench) -> None:
     """The storm, then a calm at a rate this machine keeps up with, on one hub."""
-    service = bench._keep(start_hub("hub-storm", bench.workdir, bench.new_redis()))
+    redis_url = bench.new_redis()
+    service = bench._keep(start_hub("hub-storm", bench.workdir, redis_url))
     try:
         cpos = [
             await bench.register(service, f"scpo{n}", [("NL", f"C{n:02d}", "CPO")])
@@ -89,7 +94,7 @@ async def run(bench: Bench) -> None:
         outcomes = []
         for rate in RATES:
             await bench.settle()
-            outcomes.append(await _storm(bench, service, cpos, rate))
+            outcomes.append(await _storm(bench, service, cpos, rate, redis_url))
         bare_cpu = await _bare_cpu_per_patch(bench)
     finally:
         bench.stop(service)
@@ -97,9 +102,13 @@ async def run(bench: Bench) -> None:
         _report(bench, outcome, bare_cpu)
 
 
-async def _storm(bench: Bench, service: Any, cpos: list[Registered], rate: float) -> Outcome:
+async def _storm(
+    bench: Bench, service: Any, cpos: list[Registered], rate: float, redis_url: str
+) -> Outcome:
     await _control(bench, "reset")
     accepted: dict[str, list[tuple[str, float]]] = {}
+    client = redis.Redis.from_url(redis_url)
+    commands_before = redis_commands(client)
     cpu_before = cpu_seconds(service.pid)
     began = time.monotonic()
     ends = began + SECONDS
@@ -112,9 +121,21 @@ async def _storm(bench: Bench, service: Any, cpos: list[Registered], rate: float
     pairs = len(finals) * RECEIVER_PLATFORMS * PARTIES_EACH
     converged, last = await _converged(bench, pairs)
     cpu = cpu_seconds(service.pid) - cpu_before
+    commands = redis_commands(client) - commands_before
+    client.close()
     log = await _control(bench, "log")
     return Outcome(
-        rate, accepted, seconds, ended, pairs, converged, last, cpu, log["log"], log["violations"]
+        rate,
+        accepted,
+        seconds,
+        ended,
+        pairs,
+        converged,
+        last,
+        cpu,
+        commands,
+        log["log"],
+        log["violations"],
     )
 
 
@@ -133,6 +154,7 @@ def _report(bench: Bench, o: Outcome, bare_cpu: float) -> None:
         "converged_pairs": o.converged,
         "pairs": o.pairs,
         "hub_cpu_s": o.cpu,
+        "redis_commands": o.redis_commands,
     }
     note = f"{o.count} PATCHes in {o.seconds:.0f} s to {RECEIVER_PLATFORMS * PARTIES_EACH} parties"
     rows = [
@@ -179,6 +201,13 @@ def _report(bench: Bench, o: Outcome, bare_cpu: float) -> None:
             note="" if o.converged == o.pairs else f"{o.converged} of {o.pairs} pairs",
         ),
         Row.measured(S, label + "hub CPU per accepted PATCH", "ms", [o.cpu / o.count * 1000]),
+        Row.measured(
+            S,
+            label + "Redis commands per delivery made",
+            "commands",
+            [o.redis_commands / max(1, made)],
+            note="INFO commandstats from the first PATCH until converged, acceptance included",
+        ),
         Row.measured(
             S,
             label + "hub CPU per delivery made",

@@ -76,7 +76,11 @@ async def run(bench: Bench) -> None:
         _git("worktree", "add", "--detach", str(worktree), BASE)
         base = bench._keep(
             start_hub(
-                "hub-base", bench.workdir, bench.new_redis(), env={"PYTHONPATH": str(worktree)}
+                "hub-base",
+                bench.workdir,
+                bench.new_redis(),
+                # PYTHONSAFEPATH: `python -m hub` in the checkout would import its own hub.
+                env={"PYTHONPATH": str(worktree), "PYTHONSAFEPATH": "1"},
             )
         )
         base_cpo = await bench.register(base, "bcpo", [(*CPO, "CPO")])
