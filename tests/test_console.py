@@ -459,3 +459,39 @@ async def test_dashboard_parties_filter_and_sort(hub: RunningHub, pair):
         assert await parties("role=EMSP") == ["DE/MSA"]
         assert await parties("status=OFFLINE") == []
         assert await parties("status=CONNECTED&sort=nonsense") == ["DE/MSA", "NL/CPA"]
+
+
+async def test_metrics_count_broadcasts_deliveries_and_translation_losses(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """A Location pushed to the hub, delivered to a 2.3.0 and a 2.2.1 eMSP: the 2.2.1 one
+    gets it without the 2.3.0-only ``help_phone`` (a translation loss)."""
+    async with (
+        FakePlatform("CPO Co", [(*CPO, "CPO")], MODULES) as cpo,
+        FakePlatform("MSP Co", [(*EMSP, "EMSP")], MODULES) as emsp,
+        FakePlatform(
+            "Old MSP", [("BE", "OLD", "EMSP")], MODULES, versions=["2.2.1"], version="2.2.1"
+        ) as old,
+    ):
+        for platform in (cpo, emsp, old):
+            await register(hub, http, platform)
+        before = await _scrape(http, hub, hub.admin_token)
+        location = {"country_code": "NL", "party_id": "CPA", "id": "LOC7", "help_phone": "+31"}
+        url = hub.endpoint("locations", "receiver") + "/NL/CPA/LOC7"
+        async with http.put(url, json=location, headers=cpo.routed(("NL", "HUB"))) as r:
+            assert (await r.json())["status_code"] == 1000
+        delivered = ("hub_deliveries_total", frozenset({"outcome": "delivered"}.items()))
+
+        async def counted() -> bool:
+            now = await _scrape(http, hub, hub.admin_token)
+            return now.get(delivered, 0) - before.get(delivered, 0) == 2
+
+        await eventually(counted)
+        after = await _scrape(http, hub, hub.admin_token)
+        pushed = ("hub_broadcasts_total", frozenset({"module": "locations"}.items()))
+        lost = (
+            "hub_translation_losses_total",
+            frozenset({"module": "locations", "target": "2.2.1"}.items()),
+        )
+        assert after[pushed] - before.get(pushed, 0) == 1
+        assert after[lost] - before.get(lost, 0) >= 1

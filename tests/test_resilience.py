@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.redis_server import EmbeddedRedis
 from tests.fakes import FakePlatform, ocpi, register, until
@@ -285,6 +286,7 @@ async def test_redis_killed_and_back(
     recovers by itself, with every registration intact and no request failing on a pooled
     connection from before (the probe saw 2-4 of 60 answer 500)."""
     async with _on_own_redis(own_redis, tmp_path, http) as (hub, emsp):
+        errors_before = await _redis_errors(http, hub)
         assert own_redis.process is not None
         own_redis.process.kill()
         own_redis.process.wait()
@@ -324,6 +326,18 @@ async def test_redis_killed_and_back(
         assert set(answers) <= {1000, 200}, answers
         async with http.get(f"{hub.url}/admin/platforms", headers=hub.admin) as response:
             assert [p["state"] for p in await response.json()] == ["REGISTERED"] * 2
+        assert await _redis_errors(http, hub) > errors_before  # /metrics counted them
+
+
+async def _redis_errors(http: aiohttp.ClientSession, hub: RunningHub) -> float:
+    async with http.get(f"{hub.url}/metrics", headers=hub.admin) as response:
+        text = await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hub_redis_errors_total"
+    )
 
 
 async def test_redis_paused_holds_no_request_past_its_bound(
