@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -95,14 +96,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 f"{ENV_PREFIX}REDIS_MODE {self.redis_mode} needs {ENV_PREFIX}REDIS_URL "
                 "(the embedded Redis is one standalone server)"
             )
-        if self.redis_mode == "sentinel" and not re.match(
-            r"^(redis\+)?sentinel://([^@/]*@)?[^/@]+:\d+(,[^/@]+:\d+)*/[^/]+(/\d+)?$",
-            self.redis_url,
-        ):
+        if self.redis_mode == "sentinel":
+            try:
+                sentinel_address(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}REDIS_URL: with REDIS_MODE sentinel, expected "
+                    "redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db] "
+                    f"({exc})"
+                ) from None
+        if self.redis_mode == "cluster" and self.redis_wait_replicas:
             raise ConfigError(
-                f"{ENV_PREFIX}REDIS_URL: with REDIS_MODE sentinel, expected "
-                "redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db], "
-                f"got {self.redis_url!r}"
+                f"{ENV_PREFIX}REDIS_WAIT_REPLICAS works with one master (standalone or "
+                "sentinel), not with REDIS_MODE cluster"
             )
         if self.traffic_bodies == "credentials":
             raise ConfigError(
@@ -203,3 +209,27 @@ def with_admin_token(settings: Settings) -> tuple[Settings, bool]:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return settings.replace(admin_token=token), True
+
+
+def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`` ->
+    the sentinels, the service name, and the master's db and credentials."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis+sentinel", "sentinel"):
+        raise ValueError(f"a Sentinel URL starts redis+sentinel://, not {parts.scheme}://")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name.strip("[]") or not port.isascii() or not port.isdigit():
+            raise ValueError(f"sentinel {host!r} is not host:port")
+        sentinels.append((name.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("a Sentinel URL names the service (and a db): .../service[/db]")
+    options: dict[str, Any] = {"db": int(path[1]) if len(path) == 2 else 0}
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        options["username"] = unquote(user) or None
+        options["password"] = unquote(password) or None
+    return sentinels, path[0], options

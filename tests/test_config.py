@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import ConfigError, load_settings, with_admin_token
-from hub.registry.client import sentinel_address
+from hub.config import ConfigError, load_settings, sentinel_address, with_admin_token
 
 
 def test_defaults_come_from_config_file() -> None:

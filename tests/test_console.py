@@ -366,7 +366,7 @@ async def test_dashboard_session_cookie_and_logout(hub: RunningHub, redis: aiore
         assert response.status == 200 and "NL/CPA" in page and "DE/MSA" in page
         assert "CONNECTED" in page and "CPO Co" in page
         assert await redis.keys("{hub}:dashboard-session:*")
-        async with browser.get(f"{hub.url}/dashboard/logout", allow_redirects=False) as response:
+        async with browser.post(f"{hub.url}/dashboard/logout", allow_redirects=False) as response:
             assert response.status == 303
         assert await redis.keys("{hub}:dashboard-session:*") == []
         session = re.search(r"hub_session=([^;]+)", cookie).group(1)  # type: ignore[union-attr]
@@ -495,3 +495,113 @@ async def test_metrics_count_broadcasts_deliveries_and_translation_losses(
         )
         assert after[pushed] - before.get(pushed, 0) == 1
         assert after[lost] - before.get(lost, 0) >= 1
+
+
+async def test_made_up_modules_and_odd_ids_stay_bounded(
+    hub: RunningHub, http: aiohttp.ClientSession, redis: aioredis.Redis, pair
+) -> None:
+    """A caller cannot make up metric series (module names from the path become "other")
+    nor fill the log with long ids (cut to 256 characters)."""
+    _, emsp, _, _ = pair
+    for n in range(5):
+        async with http.get(f"{hub.url}/ocpi/2.2.1/madeup{n}/sender") as response:
+            assert response.status in (401, 404)
+    samples = await _scrape(http, hub, hub.admin_token)
+    modules = {dict(labels).get("module") for name, labels in samples}
+    assert not any(m and m.startswith("madeup") for m in modules)
+    assert "other" in modules
+    long_id = "c" * 5000
+    headers = {**emsp.routed(CPO[:2]), "X-Correlation-ID": long_id}
+    async with http.get(hub.endpoint("locations", "sender"), headers=headers) as response:
+        assert response.status == 200
+
+    async def logged() -> bool:
+        return bool(await _get(http, hub, "/admin/traffic?module=locations"))
+
+    await eventually(logged)
+    for entry in await _get(http, hub, "/admin/traffic?limit=10"):
+        assert len(entry["hop"]["correlation_id"]) <= 256
+
+
+async def test_traffic_paging_ids_are_checked(hub: RunningHub, http: aiohttp.ClientSession, pair):
+    _, emsp, _, _ = pair
+    async with http.get(hub.endpoint("locations", "sender"), headers=emsp.routed(CPO[:2])) as r:
+        assert r.status == 200
+
+    async def logged() -> bool:
+        return len(await _get(http, hub, "/admin/traffic")) >= 2
+
+    await eventually(logged)
+    newest = (await _get(http, hub, "/admin/traffic?limit=1"))[0]["id"]
+    entry = newest.split("/")[0]
+    assert isinstance(await _get(http, hub, f"/admin/traffic?before={entry}/99"), list)
+    for bad in ("garbage", "99999999999999999999-0", f"{entry}/%C2%B2", "1-1/x"):
+        async with http.get(f"{hub.url}/admin/traffic?before={bad}", headers=hub.admin) as r:
+            assert r.status == 400, bad
+            assert "before" in (await r.json())["error"]
+
+
+async def test_a_sender_the_platform_does_not_hold_is_not_counted_for_that_party(
+    hub: RunningHub, http: aiohttp.ClientSession, pair
+) -> None:
+    """OCPI-from naming another platform's party is refused (2001) and the refused hop is
+    not put on that party's account."""
+    _, emsp, _, _ = pair
+    spoofed = str(uuid.uuid4())
+    headers = {**emsp.routed(CPO[:2], sender=CPO[:2]), "X-Correlation-ID": spoofed}
+    async with http.get(hub.endpoint("locations", "sender"), headers=headers) as response:
+        assert (await response.json())["status_code"] == 2001
+    (hop,) = await _hops(http, hub, spoofed, 1)
+    assert "sender" not in hop and hop["ocpi_status"] == 2001
+    assert all(
+        e["hop"]["correlation_id"] != spoofed
+        for e in await _get(http, hub, "/admin/traffic?party=NL/CPA")
+    )
+
+
+async def test_a_change_no_replica_confirms_answers_503_and_stands(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    """REDIS_WAIT_REPLICAS=1 on a Redis without replicas: the registry change commits, the
+    answer is 503 (not confirmed), and every process sees the change."""
+    async with (
+        hub_factory(redis_wait_replicas=1, redis_timeout=0.4) as waiting,
+        hub_factory() as other,
+    ):
+        async with http.get(f"{other.url}/admin/platforms", headers=other.admin) as response:
+            assert await response.json() == []  # the other process has its snapshot
+        async with http.post(
+            f"{waiting.url}/admin/platforms", json={"name": "Unconfirmed"}, headers=waiting.admin
+        ) as response:
+            assert response.status == 503
+            assert "replicas confirmed" in (await response.json())["error"]
+        for hub in (waiting, other):
+            async with http.get(f"{hub.url}/admin/platforms", headers=hub.admin) as response:
+                assert [p["name"] for p in await response.json()] == ["Unconfirmed"]
+    with pytest.raises(ConfigError, match="REDIS_WAIT_REPLICAS"):
+        load_settings(
+            environ={"HUB_REDIS_MODE": "cluster", "HUB_REDIS_URL": "redis://x:1"},
+            redis_wait_replicas=1,
+        )
+
+
+async def test_a_new_admin_token_ends_dashboard_sessions_and_an_empty_one_opens_nothing(
+    hub_factory: HubFactory, http: aiohttp.ClientSession
+) -> None:
+    async with hub_factory() as hub, await _sign_in(http, hub, hub.admin_token) as response:
+        assert response.status == 303
+        session = re.search(r"hub_session=([^;]+)", response.headers["Set-Cookie"])
+    assert session is not None
+    cookies = {"hub_session": session.group(1)}
+    async with hub_factory(admin_token="a-new-admin-token") as renewed:
+        async with http.get(f"{renewed.url}/dashboard/parties", cookies=cookies) as response:
+            assert response.status == 401
+        async with http.get(f"{renewed.url}/dashboard/logout") as response:
+            assert response.status == 405  # a link cannot sign anyone out
+    async with hub_factory(admin_token="") as open_hub:
+        for header in ("Bearer ", "Bearer"):
+            headers = {"Authorization": header}
+            async with http.get(f"{open_hub.url}/admin/platforms", headers=headers) as response:
+                assert response.status == 401
+        async with await _sign_in(http, open_hub, "") as response:
+            assert response.status == 401

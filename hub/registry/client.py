@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -25,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from hub import metrics
+from hub.config import sentinel_address
 
 T = TypeVar("T")
 RedisMode = Literal["standalone", "cluster", "sentinel"]
@@ -32,6 +32,11 @@ RedisMode = Literal["standalone", "cluster", "sentinel"]
 
 class StoreUnavailable(Exception):
     """Redis did not answer in time or could not be reached: the hub answers 503."""
+
+
+class NotReplicated(StoreUnavailable):
+    """A transaction committed on the master, but too few replicas confirmed it: it may
+    not survive a failover. Answered 503 like the rest; the change may stand."""
 
 
 class _Bounded:
@@ -78,11 +83,17 @@ class HubPipeline(_Bounded, aioredis.client.Pipeline):
         response = await super()._execute_transaction(connection, commands, raise_on_error)
         if self.wait_replicas:
             timeout_ms = max(1, int(self.command_timeout * 500))
-            await connection.send_command("WAIT", self.wait_replicas, timeout_ms)
-            confirmed = await connection.read_response()
+            try:
+                await connection.send_command("WAIT", self.wait_replicas, timeout_ms)
+                confirmed = await connection.read_response()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                # Not a ConnectionError: redis-py would take it for a lost WATCH, and the
+                # writer would run a change that has committed once more.
+                await connection.disconnect()
+                confirmed = 0
             if confirmed < self.wait_replicas:
                 metrics.REDIS_ERRORS.inc()
-                raise StoreUnavailable(
+                raise NotReplicated(
                     f"the change reached Redis but {confirmed} of {self.wait_replicas} "
                     f"replicas confirmed it within {timeout_ms} ms (a failover?)"
                 )
@@ -178,27 +189,3 @@ def connect(
         client = HubRedis(connection_pool=pool, decode_responses=False)
     client.command_timeout = command_timeout
     return client
-
-
-def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
-    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`` ->
-    the sentinels, the service name, and the master's db and credentials."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis+sentinel", "sentinel"):
-        raise ValueError(f"a Sentinel URL starts redis+sentinel://, not {parts.scheme}://")
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        if not name or not port.isdigit():
-            raise ValueError(f"sentinel {host!r} is not host:port")
-        sentinels.append((name.strip("[]"), int(port)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        raise ValueError("a Sentinel URL names the service (and a db): .../service[/db]")
-    options: dict[str, Any] = {"db": int(path[1]) if len(path) == 2 else 0}
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        options["username"] = unquote(user) or None
-        options["password"] = unquote(password) or None
-    return sentinels, path[0], options

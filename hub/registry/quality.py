@@ -35,8 +35,10 @@ def percentile(histogram: Mapping[int, int], share: float) -> float | None:
     for index in range(len(BUCKETS_MS) + 1):
         count = histogram.get(index, 0)
         if count and seen + count >= rank:
+            if index == len(BUCKETS_MS):  # slower than the last bound: no more is known
+                return float(BUCKETS_MS[-1])
             lower = BUCKETS_MS[index - 1] if index > 0 else 0
-            upper = BUCKETS_MS[index] if index < len(BUCKETS_MS) else BUCKETS_MS[-1] * 2
+            upper = BUCKETS_MS[index]
             return round(lower + (upper - lower) * (rank - seen) / count, 1)
         seen += count
     return float(BUCKETS_MS[-1])
@@ -121,23 +123,28 @@ class Usage(msgspec.Struct):
     p95_ms: float | None = None  # how fast its platform answered the hub, last hour
 
 
-def usage(minutes: list[Tally], party: str) -> Usage:
-    """``minutes``: the last 60 minute tallies, newest first."""
-    out = Usage()
-    latency: Counter[int] = Counter()
+def usage(minutes: list[Tally]) -> dict[str, Usage]:
+    """Per party, from the last 60 minute tallies (newest first), read once each."""
+    out: dict[str, Usage] = {}
+    latency: dict[str, Counter[int]] = {}
     for age, tally in enumerate(minutes):
-        fields = tally.fields
-        requests, errors = fields[f"{party}|n"], fields[f"{party}|e"]
-        out.requests_1h += requests
-        out.errors_1h += errors
-        if age < 5:
-            out.requests_5m += requests
-            out.errors_5m += errors
-        prefix = f"{party}|ms:"
-        for name, count in fields.items():
-            if name.startswith(prefix):
-                latency[int(name[len(prefix) :])] += count
-    out.p95_ms = percentile(latency, 0.95)
+        for name, count in tally.fields.items():
+            party, _, what = name.partition("|")
+            figures = out.get(party)
+            if figures is None:
+                figures = out[party] = Usage()
+            if what == "n":
+                figures.requests_1h += count
+                if age < 5:
+                    figures.requests_5m += count
+            elif what == "e":
+                figures.errors_1h += count
+                if age < 5:
+                    figures.errors_5m += count
+            elif what.startswith("ms:"):
+                latency.setdefault(party, Counter())[int(what[3:])] += count
+    for party, histogram in latency.items():
+        out[party].p95_ms = percentile(histogram, 0.95)
     return out
 
 

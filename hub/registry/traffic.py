@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from hub import metrics
 from hub.logs import get_logger
+from hub.ocpi.status import StatusCode
 from hub.registry.quality import (
     HOUR,
     MINUTE,
@@ -41,7 +42,11 @@ log = get_logger(__name__)
 
 FLUSH_SECONDS = 1.0
 PENDING_MAX = 20_000  # hops waiting for Redis; beyond, the oldest are dropped (and counted)
-SCAN_MAX = 20_000  # entries a filtered read looks through at most
+SCAN_MAX = 20_000  # hops a filtered read looks through at most
+PAGE = 10  # stream entries (batches of up to a second) read at a time
+FIELD_MAX = 256  # characters kept of a path, a message id or an error
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_STATUS_LABELS = {int(code): str(int(code)) for code in StatusCode}
 QUALITY_TTL = 8 * 24 * HOUR
 USAGE_TTL = 2 * HOUR
 ALIVE_KEEP = 50
@@ -129,7 +134,11 @@ local added = redis.call('XADD', KEYS[1], '*', 'n', ARGV[4], 'b', ARGV[3])
 local total = redis.call('INCRBY', KEYS[2], ARGV[4])
 while true do
     local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-    if first[1] == added then break end
+    if first[1] == added then
+        -- the new batch alone: the count starts again from it (the stream was emptied)
+        redis.call('SET', KEYS[2], ARGV[4])
+        break
+    end
     local ms = tonumber(string.match(first[1], '^(%d+)'))
     if ms >= oldest and total <= cap then break end
     redis.call('XDEL', KEYS[1], first[1])
@@ -167,7 +176,6 @@ class TrafficLog:
         self._pending: list[Exchange] = []
         self._dropped = 0
         self._write = redis.register_script(_WRITE)
-        self._wake = asyncio.Event()
 
     def keeps_body(self, module: str) -> bool:
         return bool(self.bodies) and module == self.bodies
@@ -176,15 +184,21 @@ class TrafficLog:
         return body[: self.body_max].decode("utf-8", "replace")
 
     def record(self, hop: Exchange) -> None:
-        """Queue a hop for the next batch; count it in this process's metrics."""
+        """Queue a hop for the next batch; count it in this process's metrics. Every label
+        comes from a bounded set (a caller must not make up series); fields a caller sends
+        are cut to FIELD_MAX."""
+        status = _STATUS_LABELS.get(hop.ocpi_status, "other") if hop.ocpi_status else ""
         if hop.direction == "in":
-            status = "" if hop.ocpi_status is None else str(hop.ocpi_status)
-            metrics.REQUESTS.labels(hop.module, hop.interface, hop.method, status).inc()
+            method = hop.method if hop.method in _METHODS else "other"
+            metrics.REQUESTS.labels(hop.module, hop.interface, method, status).inc()
         elif hop.http_status:
             metrics.FORWARD_SECONDS.labels(hop.module, hop.platform).observe(hop.latency_ms / 1000)
         else:
-            status = "" if hop.ocpi_status is None else str(hop.ocpi_status)
             metrics.FORWARD_FAILURES.labels(hop.module, hop.platform, status).inc()
+        for name in ("path", "request_id", "correlation_id", "error"):
+            value = getattr(hop, name)
+            if value is not None and len(value) > FIELD_MAX:
+                setattr(hop, name, value[:FIELD_MAX])
         if not hop.platform:
             return  # a caller without a valid token: counted, not logged (a flood of them
             # would push real traffic out of the log)
@@ -201,7 +215,7 @@ class TrafficLog:
                 try:
                     await self.flush()
                 except Exception as exc:  # Redis away: the hops wait, capped
-                    log.warning("traffic log not written", error=str(exc))
+                    log.warning("traffic log not written yet", error=str(exc))
         finally:
             if self._pending:
                 try:
@@ -210,6 +224,7 @@ class TrafficLog:
                     log.warning("traffic log not written at stop", error=str(exc))
 
     async def flush(self) -> None:
+        """Write what was recorded; on failure it waits for the next flush (capped)."""
         hops, self._pending = self._pending, []
         if self._dropped:
             log.warning("traffic log hops dropped: Redis was away", dropped=self._dropped)
@@ -231,18 +246,23 @@ class TrafficLog:
                 for field, count in fields.items():
                     counts += (len(keys), field, count)
         oldest = int((time.time() - self.retention) * 1000)
-        await self._write(
-            keys=keys,
-            args=[
-                self.max_entries,
-                oldest,
-                _encoder.encode(logged),
-                len(logged),
-                len(counts) // 3,
-                *counts,
-                *ttls,
-            ],
-        )
+        try:
+            await self._write(
+                keys=keys,
+                args=[
+                    self.max_entries,
+                    oldest,
+                    _encoder.encode(logged),
+                    len(logged),
+                    len(counts) // 3,
+                    *counts,
+                    *ttls,
+                ],
+            )
+        except BaseException:  # back in front of what came since, within PENDING_MAX
+            room = max(0, PENDING_MAX - len(self._pending))
+            self._pending[:0] = hops[len(hops) - room :] if room else []
+            raise
 
     async def recent(
         self, match: TrafficFilter, limit: int = 100, before: str = "+"
@@ -254,18 +274,20 @@ class TrafficLog:
         below = int(place) if place.isdigit() else 0
         scanned = 0
         while len(found) < limit and scanned < SCAN_MAX:
-            rows = await self.redis.xrevrange(Keys.traffic, end, "-", count=50)
+            rows = await self.redis.xrevrange(Keys.traffic, end, "-", count=PAGE)
             for raw_id, fields in rows:
+                if scanned >= SCAN_MAX:
+                    return found
                 entry_id = raw_id.decode()
                 hops = _batch.decode(fields[b"b"])
-                top = below if entry_id == end else len(hops)
+                top = min(below, len(hops)) if entry_id == end else len(hops)
                 for index in range(top - 1, -1, -1):
                     if match(hops[index]):
                         found.append(Entry(f"{entry_id}/{index}", hops[index]))
                         if len(found) == limit:
                             return found
                 scanned += len(hops)
-            if len(rows) < 50:
+            if len(rows) < PAGE:
                 break
             end = "(" + rows[-1][0].decode()  # older than the last entry read
         return found
@@ -291,7 +313,8 @@ class TrafficLog:
             for minute in range(now, now - 60, -1):
                 pipe.hgetall(Keys.usage(minute))
             minutes = [Tally.read([raw]) for raw in await pipe.execute()]
-        return {party: usage(minutes, party) for party in parties}
+        counted = usage(minutes)
+        return {party: counted.get(party, Usage()) for party in parties}
 
     async def checked(self, platform_id: str, check: AliveCheck) -> None:
         """A still-alive check's outcome, kept with the platform's last ALIVE_KEEP."""

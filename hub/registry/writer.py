@@ -21,6 +21,7 @@ from redis.exceptions import WatchError
 from hub.logs import get_logger
 from hub.ocpi.envelope import now
 from hub.ocpi.models import ConnectionStatus
+from hub.registry.client import NotReplicated, StoreUnavailable
 from hub.registry.errors import (
     PartyKnown,
     PartyListedTwice,
@@ -88,10 +89,23 @@ class RegistryWriter:
                     break
                 except WatchError:
                     await asyncio.sleep(WATCH_DELAY)
-        self.registry.invalidate()
+                except NotReplicated:  # committed all the same: every process must see it
+                    await self._announce()
+                    raise
         if written:  # every step that writes bumps the generation (``_changed``)
-            await self.redis.publish(Keys.channel, b"changed")
+            await self._announce()
+        else:
+            self.registry.invalidate()
         return result
+
+    async def _announce(self) -> None:
+        """This process's snapshot dropped now, the others' on the channel message (a
+        process that misses it reloads when its subscription comes back)."""
+        self.registry.invalidate()
+        try:
+            await self.redis.publish(Keys.channel, b"changed")
+        except StoreUnavailable as exc:  # the change stands: do not answer that it failed
+            log.warning("registry change not announced", error=str(exc))
 
     @staticmethod
     def _changed(pipe: Pipeline) -> None:

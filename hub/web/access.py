@@ -85,7 +85,11 @@ def require_admin(request: Request) -> None:
     expected = runtime(request).settings.admin_token.encode("utf-8")
     scheme, _, value = request.headers.get(headers.AUTHORIZATION, "").partition(" ")
     presented = value.strip().encode("latin-1")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+    if (
+        scheme.lower() != "bearer"
+        or not expected  # an empty token (an emptied token file) opens nothing
+        or not hmac.compare_digest(presented, expected)
+    ):
         raise AdminError(401, "admin API needs Authorization: Bearer <admin token>")
 
 

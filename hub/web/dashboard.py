@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from hub.logs import get_logger
 from hub.ocpi.models import ConnectionStatus, Role
 from hub.registry.store import Keys
 from hub.runtime import Runtime
@@ -30,6 +31,7 @@ from hub.web.access import AdminError, runtime
 from hub.web.admin import read_query
 from hub.web.monitoring import TrafficQuery
 
+log = get_logger(__name__)
 COOKIE = "hub_session"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -62,10 +64,16 @@ def _digest(session: str) -> str:
 
 
 async def _signed_in(request: Request) -> bool:
+    """A session that exists and was opened with the admin token in force now: changing
+    the admin token ends every session."""
     session = request.cookies.get(COOKIE)
     if not session:
         return False
-    return bool(await runtime(request).redis.exists(Keys.dashboard_session(_digest(session))))
+    hub = runtime(request)
+    held = await hub.redis.get(Keys.dashboard_session(_digest(session)))
+    return held is not None and hmac.compare_digest(
+        held, _digest(hub.settings.admin_token).encode()
+    )
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -92,11 +100,16 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].encode()
     hub = runtime(request)
-    if not hmac.compare_digest(token, hub.settings.admin_token.encode()):
+    expected = hub.settings.admin_token.encode()
+    if not expected or not hmac.compare_digest(token, expected):
+        log.warning(
+            "dashboard sign-in refused", client=request.client.host if request.client else ""
+        )
         return _login(request, "That is not the admin token.")
     session = secrets.token_urlsafe(32)
     ttl = hub.settings.dashboard_session_ttl
-    await hub.redis.set(Keys.dashboard_session(_digest(session)), b"1", ex=ttl)
+    held = _digest(hub.settings.admin_token).encode()
+    await hub.redis.set(Keys.dashboard_session(_digest(session)), held, ex=ttl)
     response = RedirectResponse("/dashboard/parties", 303)
     secure = request.url.scheme == "https" or hub.settings.public_url.startswith("https:")
     response.set_cookie(
@@ -146,6 +159,8 @@ async def parties(request: Request) -> Response:
     seen = await hub.registry.last_seen()
     params = request.query_params
     status, role = params.get("status", ""), params.get("role", "")
+    status = status if status in ConnectionStatus.__members__ else ""
+    role = role if role in Role.__members__ else ""
     chosen = [
         p
         for p in snapshot.parties.values()
@@ -262,7 +277,7 @@ async def broadcasts(request: Request) -> Response:
 routes = [
     Route("/dashboard", home, methods=["GET"]),
     Route("/dashboard/login", login, methods=["POST"]),
-    Route("/dashboard/logout", logout, methods=["GET", "POST"]),
+    Route("/dashboard/logout", logout, methods=["POST"]),
     Route("/dashboard/parties", parties, methods=["GET"]),
     Route("/dashboard/platforms/{platform_id}", platform, methods=["GET"]),
     Route("/dashboard/traffic", traffic, methods=["GET"]),

@@ -78,10 +78,11 @@ async def module_endpoint(request: Request) -> Response:
     hop = CURRENT.get()
     if hop is not None:
         hop.module, hop.interface = facts.id, interface
-        hop.sender = "/".join(addressing.sender)
-        hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""
     with answering(hub.party, addressing.sender):
         check_sender(addressing, platform)
+        if hop is not None:  # only once the sender is one of the platform's own parties
+            hop.sender = "/".join(addressing.sender)
+            hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""
         suffix: str = request.path_params["rest"]
         check_owner(facts, interface, suffix, addressing.sender)
         scenario = classify(addressing, method, interface, hub.party)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.logs import bind_contextvars, clear_contextvars, get_logger
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
+from hub.ocpi.models import VERSIONS, ModuleID, modules_of
 from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
 from hub.registry.traffic import CURRENT, Exchange
@@ -187,12 +188,21 @@ class RequestContext:
 
 
 def _module_of(path: str) -> str:
-    """What an OCPI path's module is, as far as the path says: /ocpi/{version}/{module}/...;
-    the routed endpoint names it exactly (custom modules, Bookings' sub-modules)."""
+    """What an OCPI path's module is, as far as the path says: /ocpi/{version}/{module}/...,
+    one of the hub's own names or "other" (a metrics label: a caller must not make up
+    series); the routed endpoint names custom modules and Bookings' sub-modules."""
     parts = path.split("/", 4)
     if len(parts) > 3 and parts[2][:1].isdigit():
-        return "versions" if parts[3] == "details" else parts[3]
-    return parts[2] if len(parts) > 2 else ""
+        name = "versions" if parts[3] == "details" else parts[3]
+    else:
+        name = parts[2] if len(parts) > 2 else ""
+    return name if name in _MODULES else "other"
+
+
+_MODULES = frozenset(
+    {"versions", "hub", *(str(m) for version in VERSIONS for m in modules_of(version))}
+    | {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO}
+)
 
 
 async def _send_error(

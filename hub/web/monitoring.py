@@ -31,7 +31,13 @@ class TrafficQuery(msgspec.Struct):
     module: str | None = None
     status: Literal["ok", "error"] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    before: Annotated[str, msgspec.Meta(description="an entry id: older hops only")] = "+"
+    before: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^(\+|[0-9]{1,15}-[0-9]{1,18}(/[0-9]{1,9})?)$",
+            description="an entry id: older hops only",
+        ),
+    ] = "+"
 
     def filter(self) -> TrafficFilter:
         party = self.party.upper() if self.party else None
