@@ -80,17 +80,23 @@ async def authenticate(
 
 
 def require_admin(request: Request) -> None:
-    """Compared as bytes: the header's bytes as sent (Starlette decodes them as Latin-1) with
-    the token's UTF-8, in constant time; a str comparison raises on non-ASCII input."""
-    expected = runtime(request).settings.admin_token.encode("utf-8")
+    require_bearer(
+        request,
+        [runtime(request).settings.admin_token],
+        "admin API needs Authorization: Bearer <admin token>",
+    )
+
+
+def require_bearer(request: Request, tokens: list[str], refusal: str) -> None:
+    """401 unless ``Authorization: Bearer`` carries one of ``tokens``. Compared as bytes: the
+    header's bytes as sent (Starlette decodes them as Latin-1) with each token's UTF-8, in
+    constant time; a str comparison raises on non-ASCII input. An empty token (an emptied
+    token file) opens nothing."""
     scheme, _, value = request.headers.get(headers.AUTHORIZATION, "").partition(" ")
     presented = value.strip().encode("latin-1")
-    if (
-        scheme.lower() != "bearer"
-        or not expected  # an empty token (an emptied token file) opens nothing
-        or not hmac.compare_digest(presented, expected)
-    ):
-        raise AdminError(401, "admin API needs Authorization: Bearer <admin token>")
+    allowed = [token.encode("utf-8") for token in tokens if token]
+    if scheme.lower() != "bearer" or not any(hmac.compare_digest(presented, t) for t in allowed):
+        raise AdminError(401, refusal)
 
 
 async def known_platform(request: Request) -> Platform:

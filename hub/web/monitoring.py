@@ -3,7 +3,6 @@ history (``/admin/...``), and Prometheus metrics (``/metrics``)."""
 
 from __future__ import annotations
 
-import hmac
 from collections import Counter
 from typing import Annotated, Literal
 
@@ -19,7 +18,7 @@ from hub import metrics
 from hub.ocpi.models import ConnectionStatus, Role
 from hub.registry.quality import Quality
 from hub.registry.traffic import AliveCheck, Entry, TrafficFilter
-from hub.web.access import AdminError, known_platform, require_admin, runtime
+from hub.web.access import AdminError, known_platform, require_admin, require_bearer, runtime
 from hub.web.admin import read_query
 from hub.web.openapi import AdminRoute
 from hub.web.responses import json_response
@@ -113,19 +112,11 @@ class _Shared(Collector):
         yield oldest
 
 
-def _may_scrape(request: Request) -> None:
-    settings = runtime(request).settings
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    presented = value.strip().encode("latin-1")
-    allowed = [t.encode() for t in (settings.admin_token, settings.metrics_token) if t]
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(presented, t) for t in allowed):
-        raise AdminError(401, "metrics need Authorization: Bearer <metrics or admin token>")
-
-
 async def prometheus(request: Request) -> Response:
     """Prometheus text: this process's (or every worker's) counters, and the shared gauges."""
-    _may_scrape(request)
     hub = runtime(request)
+    tokens = [hub.settings.admin_token, hub.settings.metrics_token]
+    require_bearer(request, tokens, "metrics need Authorization: Bearer <metrics or admin token>")
     snapshot = await hub.registry.refresh_if_stale()
     parties = Counter((party.role, party.status) for party in snapshot.parties.values())
     waiting = {
