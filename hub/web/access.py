@@ -29,15 +29,19 @@ class AdminError(Exception):
         self.message = message
 
 
-async def authenticate(
-    request: Request, allow_token_a: bool = False, header: str | None = None
-) -> Platform:
-    """HTTP 401 for a missing or unknown token, and for token A outside versions/credentials;
+async def authenticate(request: Request, allow_token_a: bool = False) -> Platform:
+    """The calling platform of a request to one of the hub's own endpoints (``identify``)."""
+    return await identify(
+        runtime(request), request.headers.get(headers.AUTHORIZATION), allow_token_a
+    )
+
+
+async def identify(hub: Runtime, header: str | None, allow_token_a: bool = False) -> Platform:
+    """The platform whose token the Authorization ``header`` carries.
+
+    HTTP 401 for a missing or unknown token, and for token A outside versions/credentials;
     HTTP 429 (``RateLimited``) for a platform over its rate limit. Every request a platform
-    makes passes here, so this is where its limit applies; the hub's own calls do not.
-    ``header``: the Authorization value when the caller has decoded the headers already."""
-    header = header if header is not None else request.headers.get(headers.AUTHORIZATION)
-    hub = runtime(request)
+    makes passes here, so this is where its limit applies; the hub's own calls do not."""
     found = await hub.registry.authenticate(header)
     if found is None:
         if not token_candidates(header):
@@ -65,8 +69,6 @@ async def authenticate(
             "CREDENTIALS_TOKEN_A is only valid for versions and credentials",
             401,
         )
-    request.state.platform = platform
-    request.state.token_kind = kind
     hop = CURRENT.get()
     if hop is not None:
         hop.platform = platform.id

@@ -3,14 +3,18 @@
 authenticate -> routing headers -> one ``RoutedRequest`` value -> the scenario
 (``hub/dispatch.py``) -> the answer. Module differences live in the module table
 (hub/routing/modules.py), not here.
+
+The endpoint is a plain ASGI app that answers its own errors: the hub's front calls it
+without Starlette's layers (hub/web/app.py), and Starlette's router reaches the same app.
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from hub.dispatch import Answer
 from hub.ocpi.body import check_json
 from hub.ocpi.envelope import OcpiError, answering
 from hub.ocpi.models import InterfaceRole, ModuleID, modules_of
@@ -27,7 +31,9 @@ from hub.routing.decide import (
 from hub.routing.modules import module_facts
 from hub.routing.request import RoutedRequest
 from hub.routing.urls import raw_suffix
-from hub.web.access import authenticate, runtime
+from hub.runtime import Runtime
+from hub.web.access import identify
+from hub.web.failures import ANSWERED, failure
 from hub.web.responses import answer_response
 from hub.web.urls import VERSION_PATH
 
@@ -36,8 +42,8 @@ _CONFIGURATION = {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO, "versions"}
 _WITH_BODY = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def not_found(request: Request) -> OcpiError:
-    return OcpiError(StatusCode.CLIENT_ERROR, f"no such endpoint: {request.url.path}", 404)
+def not_found(scope: Scope) -> OcpiError:
+    return OcpiError(StatusCode.CLIENT_ERROR, f"no such endpoint: {scope['path']}", 404)
 
 
 def _advertised(snapshot: Snapshot, module: str) -> bool:
@@ -46,26 +52,38 @@ def _advertised(snapshot: Snapshot, module: str) -> bool:
     )
 
 
-def request_headers(request: Request) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
     """The request's headers decoded once, lower-case names (as ASGI gives them)."""
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def module_endpoint(request: Request) -> Response:
-    interface = _INTERFACES.get(request.path_params["interface"].lower())
-    facts = module_facts(request.path_params["module"])
-    version = request.path_params["version"]
+class ModuleEndpoint:
+    """The module route's ASGI app (an instance, so that Starlette calls it as one)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = answer_response(await routed(scope, receive))
+        except ANSWERED as exc:
+            response = await failure(scope, exc)
+        await response(scope, receive, send)
+
+
+async def routed(scope: Scope, receive: Receive) -> Answer:
+    params = scope["path_params"]
+    interface = _INTERFACES.get(params["interface"].lower())
+    facts = module_facts(params["module"])
+    version = params["version"]
     if interface is None or facts.id in _CONFIGURATION:
-        raise not_found(request)
+        raise not_found(scope)
     if not facts.custom and facts.id not in modules_of(version):
         raise OcpiError(StatusCode.CLIENT_ERROR, f"OCPI {version} has no {facts.id} module", 404)
-    incoming = request_headers(request)
-    platform = await authenticate(request, header=incoming.get("authorization", ""))
-    hub = runtime(request)
+    incoming = request_headers(scope)
+    hub: Runtime = scope["app"].state.runtime
+    platform = await identify(hub, incoming.get("authorization", ""))
     snapshot = await hub.registry.snapshot()
     if facts.custom and not _advertised(snapshot, facts.id):
-        raise not_found(request)
-    method = request.method
+        raise not_found(scope)
+    method: str = scope["method"]
     if not facts.allows(interface, method):
         allowed = ", ".join(sorted(facts.methods[interface]))
         raise OcpiError(
@@ -83,16 +101,16 @@ async def module_endpoint(request: Request) -> Response:
         if hop is not None:  # only once the sender is one of the platform's own parties
             hop.sender = "/".join(addressing.sender)
             hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""
-        suffix: str = request.path_params["rest"]
+        suffix: str = params["rest"]
         check_owner(facts, interface, suffix, addressing.sender)
         scenario = classify(addressing, method, interface, hub.party)
-        body = await request.body() if method in _WITH_BODY else b""
+        body = await Request(scope, receive).body() if method in _WITH_BODY else b""
         if body:
             check_json(body)
             if hop is not None and hub.traffic.keeps_body(facts.id):
                 hop.body = hub.traffic.body_of(body)
-        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-        routed = RoutedRequest(
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        request = RoutedRequest(
             facts=facts,
             interface=interface,
             method=method,
@@ -101,20 +119,20 @@ async def module_endpoint(request: Request) -> Response:
             receiver=addressing.receiver,
             suffix=suffix,
             raw_suffix=raw_suffix(raw_path.decode("latin-1"), suffix),
-            query=request.scope["query_string"].decode("latin-1"),
+            query=scope["query_string"].decode("latin-1"),
             body=body,
             headers=incoming,
-            correlation_id=request.state.correlation_id,
+            correlation_id=scope["state"]["correlation_id"],
             version=version,
         )
-    return answer_response(await hub.dispatcher.route(routed, scenario, snapshot))
+    return await hub.dispatcher.route(request, scenario, snapshot)
 
 
-routes = [
-    Route(
-        f"{VERSION_PATH}/{{module}}/{{interface}}{{rest:path}}",
-        module_endpoint,
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        name="module",
-    ),
-]
+endpoint = ModuleEndpoint()
+route = Route(
+    f"{VERSION_PATH}/{{module}}/{{interface}}{{rest:path}}",
+    endpoint,
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    name="module",
+)
+routes = [route]

@@ -19,7 +19,7 @@ async def follow_link(request: Request) -> Response:
     relayed = await runtime(request).dispatcher.follow(
         platform,
         request.path_params["relay_id"],
-        request_headers(request),
+        request_headers(request.scope),
         request.state.correlation_id,
     )
     return answer_response(relayed)
@@ -34,7 +34,7 @@ async def callback(request: Request) -> Response:
     if body:
         check_json(body)
     relayed = await dispatcher.call_back(
-        found, body, request_headers(request), request.state.correlation_id
+        found, body, request_headers(request.scope), request.state.correlation_id
     )
     return answer_response(relayed)
 
