@@ -144,6 +144,8 @@ class Runtime:
             ),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.forward_timeout),
             auto_decompress=False,
+            # A cookie one platform sets is no business of the next requester's call to it.
+            cookie_jar=aiohttp.DummyCookieJar(),
             # No Accept-Encoding of the hub's own: answers are relayed undecoded, so a
             # forwarded request asks only for what its requester asked for.
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
