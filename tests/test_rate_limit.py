@@ -290,10 +290,18 @@ def test_settings_and_environment() -> None:
 
 @pytest.mark.parametrize(
     ("per_second", "burst", "batch"),
-    [(200, 400, 20), (5, 5, 1), (20, 40, 2), (1000, 40, 10), (0.5, 100, 1), (1e6, 1e6, 20)],
+    [
+        (200, 400, 20),
+        (5, 5, 1),
+        (20, 40, 2),
+        (1000, 40, 10),
+        (0.5, 100, 1),
+        (2000, 4000, 100),
+        (1e6, 1e6, 100),
+    ],
 )
 def test_batch_size(per_second: float, burst: int, batch: int) -> None:
-    """Small next to the burst and to a second of refill, at most 20, at least 1."""
+    """Small next to the burst and to a second of refill, at most 100, at least 1."""
     assert batch_size(RateLimit(per_second=per_second, burst=int(burst))) == batch
 
 

@@ -37,7 +37,7 @@ from hub.registry.store import Keys
 
 log = get_logger(__name__)
 
-MAX_BATCH = 20  # tokens one process takes from the shared bucket at most
+MAX_BATCH = 100  # tokens one process takes from the shared bucket at most
 REFILL_WAIT = 0.5  # seconds a request waits for the shared bucket before limiting locally
 STORE_RETRY = 1.0  # seconds of local-only limiting after Redis failed
 LOG_INTERVAL = 10.0  # seconds between two "rate limited" log lines of one platform
