@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,12 +58,20 @@ def encode_envelope(
     )
 
 
-@contextmanager
-def answering(sender: tuple[str, str], receiver: tuple[str, str]) -> Iterator[None]:
+class answering:
     """An OcpiError raised inside is the hub's answer from ``sender`` to ``receiver``: it
-    carries those routing headers (transport_and_format, "Message Routing")."""
-    try:
-        yield
-    except OcpiError as exc:
-        exc.headers = {**routing_headers(sender, receiver), **exc.headers}
-        raise
+    carries those routing headers (transport_and_format, "Message Routing"). A class, not a
+    generator: every routed request enters two of these."""
+
+    __slots__ = ("receiver", "sender")
+
+    def __init__(self, sender: tuple[str, str], receiver: tuple[str, str]) -> None:
+        self.sender = sender
+        self.receiver = receiver
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, OcpiError):
+            exc.headers = {**routing_headers(self.sender, self.receiver), **exc.headers}
