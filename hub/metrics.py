@@ -9,6 +9,7 @@ every process (parties by role and status, delivery queue depth) is read from Re
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 disable_created_metrics()  # a ``_created`` series per counter is noise to every dashboard
 
@@ -67,3 +69,17 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def labelled(metric: MetricWrapperBase, *values: str) -> Any:
+    """``metric.labels(*values)``, kept for the next time: the hot path counts every request
+    under a few label sets, and ``labels`` checks its arguments and takes a lock each call.
+    Label values come from bounded sets, so this stays small."""
+    key = (id(metric), *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child

@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 
 from hub import metrics
 from hub.logs import get_logger
+from hub.metrics import labelled
+from hub.ocpi.models import VERSIONS, ModuleID, modules_of
 from hub.ocpi.status import StatusCode
 from hub.registry.quality import (
     HOUR,
@@ -47,6 +49,25 @@ PAGE = 10  # stream entries (batches of up to a second) read at a time
 FIELD_MAX = 256  # characters kept of a path, a message id or an error
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _STATUS_LABELS = {int(code): str(int(code)) for code in StatusCode}
+_MODULES = frozenset(
+    {"versions", "hub", *(str(m) for version in VERSIONS for m in modules_of(version))}
+    | {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO}
+)
+
+
+def module_of(path: str) -> str:
+    """What an OCPI path's module is, as far as the path says: /ocpi/{version}/{module}/...,
+    one of the hub's own names or "other" (a metrics label: a caller must not make up
+    series). The module endpoint names custom modules and Bookings' sub-modules itself;
+    this is for the requests that never reach it (refused, unknown paths)."""
+    parts = path.split("/", 4)
+    if len(parts) > 3 and parts[2][:1].isdigit():
+        name = "versions" if parts[3] == "details" else parts[3]
+    else:
+        name = parts[2] if len(parts) > 2 else ""
+    return name if name in _MODULES else "other"
+
+
 QUALITY_TTL = 8 * 24 * HOUR
 USAGE_TTL = 2 * HOUR
 ALIVE_KEEP = 50
@@ -188,17 +209,22 @@ class TrafficLog:
         comes from a bounded set (a caller must not make up series); fields a caller sends
         are cut to FIELD_MAX."""
         status = _STATUS_LABELS.get(hop.ocpi_status, "other") if hop.ocpi_status else ""
+        if not hop.module and hop.direction == "in":
+            hop.module = module_of(hop.path)
         if hop.direction == "in":
             method = hop.method if hop.method in _METHODS else "other"
-            metrics.REQUESTS.labels(hop.module, hop.interface, method, status).inc()
+            labelled(metrics.REQUESTS, hop.module, hop.interface, method, status).inc()
         elif hop.http_status:
-            metrics.FORWARD_SECONDS.labels(hop.module, hop.platform).observe(hop.latency_ms / 1000)
+            seconds = hop.latency_ms / 1000
+            labelled(metrics.FORWARD_SECONDS, hop.module, hop.platform).observe(seconds)
         else:
-            metrics.FORWARD_FAILURES.labels(hop.module, hop.platform, status).inc()
-        for name in ("path", "request_id", "correlation_id", "error"):
-            value = getattr(hop, name)
-            if value is not None and len(value) > FIELD_MAX:
-                setattr(hop, name, value[:FIELD_MAX])
+            labelled(metrics.FORWARD_FAILURES, hop.module, hop.platform, status).inc()
+        if max(len(hop.path), len(hop.request_id), len(hop.correlation_id)) > FIELD_MAX:
+            hop.path = hop.path[:FIELD_MAX]
+            hop.request_id = hop.request_id[:FIELD_MAX]
+            hop.correlation_id = hop.correlation_id[:FIELD_MAX]
+        if hop.error is not None:
+            hop.error = hop.error[:FIELD_MAX]
         if not hop.platform:
             return  # a caller without a valid token: counted, not logged (a flood of them
             # would push real traffic out of the log)

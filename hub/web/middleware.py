@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.logs import bind_contextvars, clear_contextvars, get_logger
+from hub.logs import bind_contextvars, get_logger
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
-from hub.ocpi.models import VERSIONS, ModuleID, modules_of
 from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
 from hub.registry.traffic import CURRENT, Exchange
@@ -41,6 +41,8 @@ class RequestContext:
         # answer ends, up to this much: see _drain.
         self.drain_bytes = max(4 * max_body_bytes, 16 * 1024 * 1024)
         self.drain_seconds = drain_seconds
+        # The access line at INFO: the level is set before the app is made (hub/cli.py).
+        self.log_requests = log.is_enabled_for(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +70,8 @@ class RequestContext:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
-        clear_contextvars()
+        # Each request is a task of its own (uvicorn), in a fresh copy of the server's
+        # context: nothing of another request is bound here to clear.
         bind_contextvars(request_id=request_id, correlation_id=correlation_id)
         path: str = scope["path"]
         hop = None
@@ -78,7 +81,6 @@ class RequestContext:
                 direction="in",
                 method=scope["method"],
                 path=path,
-                module=_module_of(path),
                 request_id=request_id,
                 correlation_id=correlation_id,
             )
@@ -154,9 +156,10 @@ class RequestContext:
             hop.http_status = status
             hop.latency_ms = duration_ms
             scope["app"].state.runtime.traffic.record(hop)
-        log.info(
-            "request", method=scope["method"], path=path, status=status, duration_ms=duration_ms
-        )
+        if self.log_requests:
+            log.info(
+                "request", method=scope["method"], path=path, status=status, duration_ms=duration_ms
+            )
 
     async def _drain(self, receive: Receive) -> None:
         """Read and drop the rest of a request body the answer did not need (401, 404, 405,
@@ -185,24 +188,6 @@ class RequestContext:
             StatusCode.CLIENT_ERROR,
             f"request body larger than {self.max_body_bytes} bytes",
         )
-
-
-def _module_of(path: str) -> str:
-    """What an OCPI path's module is, as far as the path says: /ocpi/{version}/{module}/...,
-    one of the hub's own names or "other" (a metrics label: a caller must not make up
-    series); the routed endpoint names custom modules and Bookings' sub-modules."""
-    parts = path.split("/", 4)
-    if len(parts) > 3 and parts[2][:1].isdigit():
-        name = "versions" if parts[3] == "details" else parts[3]
-    else:
-        name = parts[2] if len(parts) > 2 else ""
-    return name if name in _MODULES else "other"
-
-
-_MODULES = frozenset(
-    {"versions", "hub", *(str(m) for version in VERSIONS for m in modules_of(version))}
-    | {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO}
-)
 
 
 async def _send_error(
