@@ -78,9 +78,9 @@ def serve(args: argparse.Namespace) -> int:
                     "hub.web.app:app_from_env", factory=True, workers=args.workers, **common
                 )
         else:
-            from hub.web.app import create_app
+            from hub.web.app import create_app, serving
 
-            uvicorn.run(create_app(settings), **common)
+            uvicorn.run(serving(create_app(settings)), **common)
     except RedisServerError as exc:
         log.error("cannot start the embedded redis", error=str(exc))
         return 1
