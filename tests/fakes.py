@@ -84,6 +84,7 @@ class FakePlatform:
     versions_handler: Handler | None = None  # replaces the versions endpoint when set
     credentials_handler: Handler | None = None  # replaces POST credentials when set
     client_info_handler: Handler | None = None  # answers ClientInfo pushes when set
+    host: str = "127.0.0.1"  # the host its URLs name (it listens on 127.0.0.1 whatever it is)
 
     def __post_init__(self) -> None:
         self.app = web.Application()
@@ -99,7 +100,7 @@ class FakePlatform:
         site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         sockets = site._server.sockets  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        self.url = f"http://{self.host}:{sockets[0].getsockname()[1]}"
         return self
 
     async def stop(self) -> None:

@@ -257,6 +257,36 @@ async def test_body_forwarded_byte_for_byte(roaming: Roaming) -> None:
     assert roaming.emsp.calls()[0].body == raw
 
 
+async def test_a_receivers_cookie_goes_to_no_one(
+    hub: RunningHub, http: aiohttp.ClientSession
+) -> None:
+    """A cookie a receiver sets is not kept by the hub: the next call to that receiver, for
+    this requester or another, carries none (the hub's calls share one client session). The
+    receiver is named by host name: cookies of an IP address are never kept anyway."""
+
+    async def set_cookie(received: Received, request: web.Request) -> web.StreamResponse:
+        response = ocpi(None)
+        response.set_cookie("session", "for-whoever-asked-first")
+        return response
+
+    async with (
+        FakePlatform("CPO Co", [(*CPO, "CPO")], ALL_MODULES, host="localhost") as cpo,
+        FakePlatform("MSP Co", [(*EMSP, "EMSP")], ALL_MODULES) as emsp,
+        FakePlatform("PTP Co", [(*PTP, "PTP")], ALL_MODULES) as ptp,
+    ):
+        for platform in (cpo, emsp, ptp):
+            await register(hub, http, platform)
+        roaming = Roaming(hub, http, cpo, emsp, ptp)
+        cpo.handler = set_cookie
+        for sender in (EMSP, PTP, EMSP):
+            response, body = await roaming.call(sender, CPO, "GET", "locations", "SENDER", "/L1")
+            assert response.status == 200 and body["status_code"] == 1000
+            assert "set-cookie" in response.headers  # relayed: the requester's to keep
+        calls = cpo.calls("/ocpi/2.3.0/locations")
+        assert len(calls) == 3
+        assert not any("cookie" in call.headers for call in calls)
+
+
 async def test_receiver_errors_reach_requester_unchanged(roaming: Roaming) -> None:
     """status_codes "4xxx": 2xxx and 3xxx of the receiver are forwarded as they are."""
 
