@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from hub import __version__
 from hub.background.alive import AliveChecker
 from hub.background.broadcast import Broadcaster
 from hub.background.clientinfo import ClientInfoPusher
@@ -146,9 +147,11 @@ class Runtime:
             auto_decompress=False,
             # A cookie one platform sets is no business of the next requester's call to it.
             cookie_jar=aiohttp.DummyCookieJar(),
-            # No Accept-Encoding of the hub's own: answers are relayed undecoded, so a
-            # forwarded request asks only for what its requester asked for.
-            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+            # Answers are relayed undecoded and the hub's own calls read plain JSON: no coding
+            # is asked for unless a requester asks (its Accept-Encoding replaces this one).
+            # Defaults given here, not left out per request (aiohttp's skip_auto_headers
+            # rebuilds the headers of every request).
+            headers={"Accept-Encoding": "identity", "User-Agent": f"ocpi-hub/{__version__}"},
         )
         self._forwarder = Forwarder(self.http, self.settings, self.relays, self.traffic)
         policy = self.policy

@@ -287,6 +287,30 @@ async def test_a_receivers_cookie_goes_to_no_one(
         assert not any("cookie" in call.headers for call in calls)
 
 
+async def test_the_hub_asks_for_no_coding_and_labels_json_bodies(roaming: Roaming) -> None:
+    """README "Routing": no Accept-Encoding from the requester -> identity toward the
+    receiver (answers are relayed undecoded), the requester's own passes unchanged; a body
+    without Content-Type goes as application/json, the hub's own User-Agent when none."""
+    url = roaming.hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC1"
+    plain = {**roaming.cpo.routed(EMSP), "Accept-Encoding": "", "User-Agent": ""}
+    gzip = {**roaming.cpo.routed(EMSP), "Accept-Encoding": "gzip", "User-Agent": "cpo/1"}
+    for headers in (plain, gzip):
+        headers = {k: v for k, v in headers.items() if v}
+        async with roaming.http.put(
+            url,
+            data=b'{"id":"LOC1"}',
+            headers=headers,
+            skip_auto_headers=["Content-Type", "Accept-Encoding", "User-Agent"],
+        ) as response:
+            assert response.status == 200
+    first, second = roaming.emsp.calls("/ocpi/2.3.0/locations")
+    assert first.headers["accept-encoding"] == "identity"
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["user-agent"].startswith("ocpi-hub/")
+    assert second.headers["accept-encoding"] == "gzip"
+    assert second.headers["user-agent"] == "cpo/1"
+
+
 async def test_receiver_errors_reach_requester_unchanged(roaming: Roaming) -> None:
     """status_codes "4xxx": 2xxx and 3xxx of the receiver are forwarded as they are."""
 

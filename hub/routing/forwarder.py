@@ -246,6 +246,8 @@ class Forwarder:
                 ) from None
         else:
             await slot.acquire()  # free: returns at once
+        if body and not any(k.lower() == "content-type" for k in out):
+            out = {**out, "Content-Type": "application/json"}  # checked JSON, not octet-stream
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self.session.request(
