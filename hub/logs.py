@@ -78,3 +78,4 @@ def get_logger(name: str) -> FilteringBoundLogger:
 
 
 bind_contextvars = structlog.contextvars.bind_contextvars
+clear_contextvars = structlog.contextvars.clear_contextvars

@@ -69,7 +69,7 @@ class Hub(Starlette):
     called at once; every other request goes through Starlette's exception layer and router.
 
     The module endpoint answers its own errors (hub/web/failures.py), so a routed request
-    passes no framework layer it does not need: they were a tenth of its CPU. Starlette's
+    passes no framework layer it does not need: they were a fifth of its CPU. Starlette's
     own 500 layer is left out, since ``RequestContext`` is the hub's, outermost."""
 
     def __init__(self, settings: Settings, **options: object) -> None:

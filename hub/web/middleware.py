@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.logs import bind_contextvars, get_logger
+from hub.logs import bind_contextvars, clear_contextvars, get_logger
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
 from hub.ocpi.pagination import whole_number
@@ -70,8 +70,9 @@ class RequestContext:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
-        # Each request is a task of its own (uvicorn), in a fresh copy of the server's
-        # context: nothing of another request is bound here to clear.
+        # uvicorn can run the next request on a connection in this one's context (when it
+        # paused reading): what this request binds must not outlive it.
+        clear_contextvars()
         bind_contextvars(request_id=request_id, correlation_id=correlation_id)
         path: str = scope["path"]
         hop = None
