@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import HubFactory
+from tests.fakes import ALL_MODULES, FakePlatform, register
 from tests.support import RunningHub, token_header
 
 
@@ -109,3 +113,33 @@ async def test_unexpected_error_is_500_without_traceback(
     assert body["status_code"] == 3000
     assert body["status_message"] == "internal error in the hub"
     assert "Traceback" not in str(body)
+
+
+async def test_a_requests_log_context_ends_with_it(
+    hub: RunningHub, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A platform id bound while serving one request is not on the next one's log lines,
+    on the same connection too: after a body large enough that uvicorn pauses reading, it
+    runs the connection's next request in the context of the one before."""
+    async with (
+        FakePlatform("CPO Co", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
+        FakePlatform("MSP Co", [("DE", "MSA", "EMSP")], ALL_MODULES) as emsp,
+    ):
+        await register(hub, http, cpo)
+        await register(hub, http, emsp)
+        body = json.dumps({"id": "LOC1", "pad": "x" * 300_000}).encode()
+        url = hub.endpoint("locations", "RECEIVER") + "/NL/CPA/LOC1"
+        headers = {**cpo.routed(("DE", "MSA")), "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=1)  # one connection for both requests
+        async with aiohttp.ClientSession(connector=connector) as one:
+            with caplog.at_level(logging.INFO):
+                async with one.put(url, data=body, headers=headers) as response:
+                    assert response.status == 200
+                async with one.get(f"{hub.url}/healthz") as response:
+                    assert response.status == 200
+    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    served = [line for line in lines if line.get("event") == "request"]
+    put = next(line for line in served if line.get("path", "").startswith("/ocpi/"))
+    health = next(line for line in served if line.get("path") == "/healthz")
+    assert put.get("platform_id"), "the routed request's line names its platform"
+    assert "platform_id" not in health
