@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from hub.ocpi.models import BusinessDetails, ConnectionStatus, CredentialsRole, Role
-from hub.registry.records import PartyKey, PartyState, Platform, PlatformState
+from hub.registry.records import (
+    PartyKey,
+    PartyState,
+    Platform,
+    PlatformState,
+    TokenKind,
+    retire_old_tokens,
+)
 from hub.registry.snapshot import Snapshot
 from hub.registry.writer import status_moves
 
@@ -218,3 +226,21 @@ def teststatus_moves(
     expected: dict[PartyKey, ConnectionStatus],
 ) -> None:
     assert status_moves(current, updated, claims) == expected
+
+
+def test_retiring_old_tokens_keeps_the_grace_of_a_later_update() -> None:
+    """credentials "Update" with a grace (README, credentials lifecycle): the platform's
+    first call with its new token retires the tokens that were retiring then. When a later
+    update has made that new token retiring before this write lands, it keeps its grace."""
+    until = T0 + timedelta(minutes=5)
+    later = msgspec.structs.replace(
+        platform("P1"),
+        token_hashes={"a": TokenKind.RETIRING, "b": TokenKind.RETIRING, "c": TokenKind.CREDENTIALS},
+        retiring_until=until,
+    )
+    kept = retire_old_tokens(later, frozenset({"a"}))
+    assert kept.token_hashes == {"b": TokenKind.RETIRING, "c": TokenKind.CREDENTIALS}
+    assert kept.retiring_until == until
+    only = {"a": TokenKind.RETIRING, "c": TokenKind.CREDENTIALS}
+    alone = msgspec.structs.replace(later, token_hashes=only)
+    assert retire_old_tokens(alone, frozenset({"a"})).retiring_until is None

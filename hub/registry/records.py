@@ -43,11 +43,15 @@ class TokenKind(StrEnum):
 
 
 def retire_old_tokens(platform: Platform, replaced: frozenset[str]) -> Platform:
-    """The platform used its new token C: the ``replaced`` ones stop working now."""
+    """The platform used its new token C: the ``replaced`` ones stop working now. A token
+    that began retiring since (a later update committed before this write) keeps its grace:
+    ``retiring_until`` is its."""
+    kept = {h: k for h, k in platform.token_hashes.items() if h not in replaced}
+    retiring = any(k == TokenKind.RETIRING for k in kept.values())
     return msgspec.structs.replace(
         platform,
-        token_hashes={h: k for h, k in platform.token_hashes.items() if h not in replaced},
-        retiring_until=None,
+        token_hashes=kept,
+        retiring_until=platform.retiring_until if retiring else None,
     )
 
 
