@@ -209,9 +209,8 @@ class TrafficLog:
         comes from a bounded set (a caller must not make up series); fields a caller sends
         are cut to FIELD_MAX."""
         status = _STATUS_LABELS.get(hop.ocpi_status, "other") if hop.ocpi_status else ""
-        if not hop.module and hop.direction == "in":
-            hop.module = module_of(hop.path)
         if hop.direction == "in":
+            hop.module = hop.module or module_of(hop.path)
             method = hop.method if hop.method in _METHODS else "other"
             labelled(metrics.REQUESTS, hop.module, hop.interface, method, status).inc()
         elif hop.http_status:
