@@ -383,7 +383,7 @@ async def test_a_token_whose_grace_ended_never_comes_back(
     # The grace is long enough for the last check to fall inside the second token's own,
     # even on a loaded machine.
     async with (
-        hub_factory(rotation_grace=3.0) as hub,
+        hub_factory(rotation_grace=1.5) as hub,
         FakePlatform("CPO", [("NL", "CPA", "CPO")], ALL_MODULES) as cpo,
     ):
         await register(hub, http, cpo)
@@ -393,7 +393,7 @@ async def test_a_token_whose_grace_ended_never_comes_back(
         async def first_refused() -> bool:
             return await versions_status(http, hub, first) == 401
 
-        await eventually(first_refused, 10)
+        await eventually(first_refused, 5)
         third = await put_credentials(http, hub, cpo, second)
         assert third["status_code"] == 1000, "a second update right after: no 409"
         assert await versions_status(http, hub, first) == 401
