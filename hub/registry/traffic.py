@@ -73,9 +73,12 @@ USAGE_TTL = 2 * HOUR
 ALIVE_KEEP = 50
 
 
-class Exchange(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Exchange(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One hop. ``platform`` is the platform at the other end; ``sender`` and ``receiver``
-    are the OCPI-from and OCPI-to parties ("CC/PID") where the hop names them."""
+    are the OCPI-from and OCPI-to parties ("CC/PID") where the hop names them.
+
+    Untracked by the garbage collector (it holds only strings and numbers, so it can be
+    part of no cycle): a second's worth of hops waits in memory for the next batch."""
 
     at: float
     direction: Literal["in", "out"]
@@ -257,14 +260,10 @@ class TrafficLog:
         if not hops:
             return
         logged = hops[-self.max_entries :]  # a batch is never trimmed: it fits the cap
-        quality: dict[str, Counter[str]] = {}
-        minutes: dict[str, Counter[str]] = {}
-        for hop in hops:
-            _count(hop, quality, minutes)
         keys: list[str] = [Keys.traffic, Keys.traffic_hops]
         counts: list[object] = []
         ttls: list[int] = []
-        for tallies, ttl in ((quality, QUALITY_TTL), (minutes, USAGE_TTL)):
+        for tallies, ttl in zip(_tallies(hops), (QUALITY_TTL, USAGE_TTL), strict=True):
             for key, fields in tallies.items():
                 keys.append(key)
                 ttls.append(ttl)
@@ -354,28 +353,61 @@ class TrafficLog:
         return [_alive.decode(raw) for raw in raws]
 
 
-def _count(
-    hop: Exchange, quality: dict[str, Counter[str]], minutes: dict[str, Counter[str]]
-) -> None:
-    """Add one hop to the hour of its platform (hops out only: how it answers the hub) and
-    to the minute of its party."""
-    bucket = bucket_of(hop.latency_ms)
-    if hop.direction == "out" and hop.platform:
-        fields = quality.setdefault(Keys.quality(hop.platform, int(hop.at // HOUR)), Counter())
-        fields["tried"] += 1
-        if hop.http_status:
-            fields["reached"] += 1
-            fields[f"ms:{bucket}"] += 1
-        status = hop.ocpi_status
-        if status is not None and 1000 <= status < 5000:
-            fields[f"ocpi:{status // 1000}"] += 1
-        elif hop.http_status and (hop.error or hop.http_status >= 400):
-            fields["not-ocpi"] += 1  # a large answer streamed through unread is not counted
-    party = hop.party
-    if party:
-        fields = minutes.setdefault(Keys.usage(int(hop.at // MINUTE)), Counter())
-        fields[f"{party}|n"] += 1
-        if hop.failed:
-            fields[f"{party}|e"] += 1
-        if hop.direction == "out" and hop.http_status:
-            fields[f"{party}|ms:{bucket}"] += 1
+Tallies = dict[str, dict[str, int]]  # key -> field -> count
+
+
+def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
+    """What a batch of hops adds to the hour of each platform (hops out only: how it
+    answers the hub) and to the minute of each party.
+
+    A batch holds every hop of a busy second: each hop becomes one plain tuple per counter,
+    alike tuples are counted in one go (``Counter`` counts in C), and the fields are
+    written once per distinct tuple."""
+    hourly: list[tuple[str, int, int, int, str]] = []
+    minutely: list[tuple[int, str, bool, int]] = []
+    for hop in hops:
+        bucket = bucket_of(hop.latency_ms)
+        out = hop.direction == "out"
+        if out and hop.platform:
+            status = hop.ocpi_status
+            if status is not None and 1000 <= status < 5000:
+                answer = f"ocpi:{status // 1000}"
+            elif hop.http_status and (hop.error or hop.http_status >= 400):
+                answer = "not-ocpi"  # a large answer streamed through unread is not counted
+            else:
+                answer = ""
+            hour = int(hop.at // HOUR)
+            hourly.append((hop.platform, hour, hop.http_status, bucket, answer))
+        party = hop.party
+        if party:
+            timed = bucket if out and hop.http_status else -1
+            minutely.append((int(hop.at // MINUTE), party, hop.failed, timed))
+    quality: Tallies = {}
+    for (platform, hour, reached, bucket, answer), n in Counter(hourly).items():
+        fields = _fields(quality, Keys.quality(platform, hour))
+        _add(fields, "tried", n)
+        if reached:
+            _add(fields, "reached", n)
+            _add(fields, f"ms:{bucket}", n)
+        if answer:
+            _add(fields, answer, n)
+    usage: Tallies = {}
+    for (minute, party, failed, timed), n in Counter(minutely).items():
+        fields = _fields(usage, Keys.usage(minute))
+        _add(fields, f"{party}|n", n)
+        if failed:
+            _add(fields, f"{party}|e", n)
+        if timed >= 0:
+            _add(fields, f"{party}|ms:{timed}", n)
+    return quality, usage
+
+
+def _fields(tallies: Tallies, key: str) -> dict[str, int]:
+    fields = tallies.get(key)
+    if fields is None:
+        fields = tallies[key] = {}
+    return fields
+
+
+def _add(fields: dict[str, int], field: str, n: int) -> None:
+    fields[field] = fields.get(field, 0) + n
