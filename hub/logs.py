@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -22,6 +23,34 @@ def _serialize(obj: Any, **_: Any) -> str:
     return _json.encode(obj).decode()
 
 
+# What the lines logged while a request is served carry (its ids, the calling platform).
+_REQUEST: ContextVar[dict[str, str] | None] = ContextVar("hub_request_log", default=None)
+
+
+def serving_request(**fields: str) -> None:
+    """Begin the log context of a request: every line logged while it is served, and by
+    the tasks it starts, carries ``fields``. One ContextVar set: structlog's
+    clear_contextvars and bind_contextvars took 4 us of every routed request. Whatever a
+    request before it on the same connection added is gone."""
+    _REQUEST.set(fields)
+
+
+def bind_request(**fields: str) -> None:
+    """Add ``fields`` to the log context of the request being served (none outside one)."""
+    context = _REQUEST.get()
+    if context is not None:
+        context.update(fields)
+
+
+def _merge_request(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The request's log context into a line; what the line names itself wins."""
+    context = _REQUEST.get()
+    if context:
+        for key, value in context.items():
+            event.setdefault(key, value)
+    return event
+
+
 def _process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
     """Which hub process wrote the line (``hub serve --workers N`` runs several)."""
     event.setdefault("process", os.getpid())
@@ -31,6 +60,7 @@ def _process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _merge_request,
         _process,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -75,7 +105,3 @@ def get_logger(name: str) -> FilteringBoundLogger:
     """The logger ``configure_logging`` sets up (make_filtering_bound_logger)."""
     logger: FilteringBoundLogger = structlog.get_logger(name)
     return logger
-
-
-bind_contextvars = structlog.contextvars.bind_contextvars
-clear_contextvars = structlog.contextvars.clear_contextvars

@@ -20,6 +20,7 @@ from hub.routing.decide import (
     opposite_roles,
     parse_addressing,
     route_direct,
+    sole_party,
 )
 from hub.routing.modules import MODULES, module_facts
 from hub.routing.urls import join_url
@@ -90,10 +91,25 @@ def test_headers_are_case_insensitive_cistrings() -> None:
 
 
 def test_sender_must_be_a_party_of_the_platform() -> None:
-    cpo = platform("p1", [("NL", "CPA", Role.CPO)], [])
-    check_sender(parse_addressing(routing(from_country_code="NL", from_party_id="CPA")), cpo)
+    cpo = platform("p1", [("nl", "cpa", Role.CPO), ("NL", "CPB", Role.EMSP)], [])
+    own = snapshot(cpo).own_parties(cpo)
+    assert own == {("NL", "CPA"), ("NL", "CPB")}
+    check_sender(parse_addressing(routing(from_country_code="NL", from_party_id="CPA")), own)
     with pytest.raises(OcpiError, match="not a party of the platform"):
-        check_sender(parse_addressing(routing(from_country_code="DE", from_party_id="MSA")), cpo)
+        check_sender(parse_addressing(routing(from_country_code="DE", from_party_id="MSA")), own)
+
+
+def test_a_platforms_own_parties_follow_its_record() -> None:
+    """Kept per record: a snapshot asked about a newer record of the platform (its token
+    was looked up a moment before the registry changed) answers from that record."""
+    cpo = platform("p1", [("NL", "CPA", Role.CPO)], [])
+    held = snapshot(cpo)
+    assert held.own_parties(cpo) == {("NL", "CPA")}
+    moved = platform("p1", [("BE", "CPA", Role.CPO)], [])
+    assert held.own_parties(moved) == {("BE", "CPA")}
+    assert sole_party(held.own_parties(moved)) == ("BE", "CPA")
+    both = platform("p1", [("BE", "CPA", Role.CPO), ("BE", "MSP", Role.EMSP)], [])
+    assert sole_party(held.own_parties(both)) is None
 
 
 def test_direct_route_picks_the_endpoint_of_the_same_module_and_interface() -> None:

@@ -38,6 +38,7 @@ class Snapshot:
     ) -> None:
         self.generation = generation
         self.platforms = platforms
+        self._own: dict[str, tuple[Platform, frozenset[PartyCode]]] = {}
         self.agreements = agreements or {}
         self.by_pair: dict[frozenset[PartyCode], list[Agreement]] = {}
         for agreement in self.agreements.values():
@@ -55,6 +56,16 @@ class Snapshot:
             for platform_id, parties in self.by_platform.items()
             if any(p.status == ConnectionStatus.OFFLINE for p in parties)
         )
+
+    def own_parties(self, platform: Platform) -> frozenset[PartyCode]:
+        """A platform's (country_code, party_id) pairs, upper-cased, in any roles: worked out
+        once per record (a snapshot's records do not change), since every request a platform
+        makes checks its sender against them, and a platform may hold a thousand parties."""
+        kept = self._own.get(platform.id)
+        if kept is None or kept[0] is not platform:
+            codes = frozenset((r.country_code.upper(), r.party_id.upper()) for r in platform.roles)
+            kept = self._own[platform.id] = (platform, codes)
+        return kept[1]
 
     def token(self, token: str) -> tuple[Platform, TokenKind] | None:
         return self.by_token.get(token_hash(token))

@@ -90,15 +90,14 @@ def parse_addressing(
     return Addressing(from_cc, from_pid, to_cc, to_pid)
 
 
-def sole_party(platform: Platform) -> tuple[str, str] | None:
-    """The one (country_code, party_id) of a platform that has exactly one (in any roles)."""
-    codes = {(r.country_code.upper(), r.party_id.upper()) for r in platform.roles}
-    return next(iter(codes)) if len(codes) == 1 else None
+def sole_party(own: frozenset[tuple[str, str]]) -> tuple[str, str] | None:
+    """The one (country_code, party_id) of a platform that has exactly one (in any roles),
+    from its ``own`` parties (``Snapshot.own_parties``)."""
+    return next(iter(own)) if len(own) == 1 else None
 
 
-def check_sender(addressing: Addressing, platform: Platform) -> None:
-    """No platform may speak for another: the from pair must be one of its own parties."""
-    own = {(r.country_code.upper(), r.party_id.upper()) for r in platform.roles}
+def check_sender(addressing: Addressing, own: frozenset[tuple[str, str]]) -> None:
+    """No platform may speak for another: the from pair must be one of its ``own`` parties."""
     if addressing.sender not in own:
         cc, pid = addressing.sender
         raise OcpiError(

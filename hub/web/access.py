@@ -6,7 +6,7 @@ import hmac
 
 from starlette.requests import Request
 
-from hub.logs import bind_contextvars
+from hub.logs import bind_request
 from hub.ocpi import headers
 from hub.ocpi.auth import token_candidates
 from hub.ocpi.envelope import OcpiError, now
@@ -72,7 +72,7 @@ async def identify(hub: Runtime, header: str | None, allow_token_a: bool = False
     hop = CURRENT.get()
     if hop is not None:
         hop.platform = platform.id
-    bind_contextvars(platform_id=platform.id)
+    bind_request(platform_id=platform.id)
     if hub.registry.touch_due(platform.id):
         hub.detach(hub.registry.touch(platform.id))  # off the request path
     if platform.id in (await hub.registry.snapshot()).offline:

@@ -92,12 +92,13 @@ async def routed(scope: Scope, receive: Receive) -> Answer:
             405,
             headers={"Allow": allowed},
         )
-    addressing = parse_addressing(incoming, sole_party(platform))
+    own = snapshot.own_parties(platform)
+    addressing = parse_addressing(incoming, sole_party(own))
     hop = CURRENT.get()
     if hop is not None:
         hop.module, hop.interface = facts.id, interface
     with answering(hub.party, addressing.sender):
-        check_sender(addressing, platform)
+        check_sender(addressing, own)
         if hop is not None:  # only once the sender is one of the platform's own parties
             hop.sender = "/".join(addressing.sender)
             hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""

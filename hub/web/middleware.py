@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.logs import bind_contextvars, clear_contextvars, get_logger
+from hub.logs import get_logger, serving_request
 from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
 from hub.ocpi.pagination import whole_number
@@ -71,9 +71,8 @@ class RequestContext:
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
         # uvicorn can run the next request on a connection in this one's context (when it
-        # paused reading): what this request binds must not outlive it.
-        clear_contextvars()
-        bind_contextvars(request_id=request_id, correlation_id=correlation_id)
+        # paused reading): each request begins a log context of its own.
+        serving_request(request_id=request_id, correlation_id=correlation_id)
         path: str = scope["path"]
         hop = None
         if path.startswith("/ocpi/"):
