@@ -314,7 +314,7 @@ class Dispatcher:
         out = self.forwarder.outgoing_headers(
             incoming, target, correlation_id, routing_headers(hop.requester, hop.receiver)
         )
-        upstream = await self.forwarder.call(target, method, url, out, body)
+        upstream = await self.forwarder.call(target, method, url, out, body, module=hop.module)
         return await self.forwarder.relay(
             upstream, hop, routing_headers(hop.receiver, hop.requester), rewrite
         )

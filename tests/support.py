@@ -90,7 +90,7 @@ class RunningHub(HubClient):
 
     @property
     def runtime(self) -> Any:
-        return self.app.state.runtime
+        return self.app.runtime
 
     async def stop(self) -> None:
         self.server.should_exit = True

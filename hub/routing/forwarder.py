@@ -171,13 +171,14 @@ class Forwarder:
         out: Mapping[str, str],
         body: bytes | None,
         background: bool = False,
+        module: str | None = None,
     ) -> Upstream:
         """Send and wait for the answer's headers, all within one FORWARD_TIMEOUT: the wait
         for one of the target platform's connection slots takes part of it and connecting and
         waiting for the answer get the rest, so a requester of a receiver that hangs hears
         4002 after FORWARD_TIMEOUT, never later. (Reading the body afterwards gets
         FORWARD_TIMEOUT per read, see ``relay``.)"""
-        hop = self._hop(target, method, url, out)
+        hop = self._hop(target, method, url, out, module)
         began = time.perf_counter()
         try:
             upstream = await self._call(target, method, url, out, body, background)
@@ -194,18 +195,20 @@ class Forwarder:
         return upstream
 
     def _hop(
-        self, target: Platform, method: str, url: str, out: Mapping[str, str]
+        self, target: Platform, method: str, url: str, out: Mapping[str, str], module: str | None
     ) -> Exchange | None:
-        """The traffic log's record of a call to ``target``: which module its URL is the
-        endpoint of, and the parties its routing headers name."""
+        """The traffic log's record of a call to ``target``: its ``module`` (when the caller
+        does not name it, the module whose endpoint the URL is under), and the parties its
+        routing headers name."""
         if self.traffic is None:
             return None
-        module, longest = "", 0
-        for endpoint in target.endpoints:
-            if len(endpoint.url) > longest and url.startswith(endpoint.url):
-                module, longest = endpoint.identifier, len(endpoint.url)
-        if not module and url == target.versions_url:
-            module = "versions"
+        if module is None:
+            module, longest = "", 0
+            for endpoint in target.endpoints:
+                if len(endpoint.url) > longest and url.startswith(endpoint.url):
+                    module, longest = endpoint.identifier, len(endpoint.url)
+            if not module and url == target.versions_url:
+                module = "versions"
         sender = out.get(headers.FROM_COUNTRY_CODE)
         receiver = out.get(headers.TO_COUNTRY_CODE)
         return Exchange(

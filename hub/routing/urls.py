@@ -48,8 +48,8 @@ def raw_suffix(raw_path: str, decoded_suffix: str, depth: int = 5) -> str:
         raise OcpiError(
             StatusCode.INVALID_PARAMETERS, "path segments '.' and '..' are not allowed", 400
         )
-    rest = raw_path.split("/")[depth:]  # '', 'ocpi', '2.3.0', module, interface, ...
-    return "/" + "/".join(rest) if rest else ""
+    parts = raw_path.split("/", depth)  # '', 'ocpi', '2.3.0', module, interface, rest
+    return "/" + parts[depth] if len(parts) > depth else ""
 
 
 def join_url(base: str, suffix: str, query: str = "") -> str:

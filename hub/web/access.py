@@ -18,7 +18,7 @@ from hub.runtime import Runtime
 
 def runtime(request: Request) -> Runtime:
     """What this hub process holds (set on the app by ``create_app``)."""
-    runtime: Runtime = request.app.state.runtime
+    runtime: Runtime = request.app.runtime
     return runtime
 
 

@@ -72,6 +72,8 @@ class Hub(Starlette):
     passes no framework layer it does not need: they were a fifth of its CPU. Starlette's
     own 500 layer is left out, since ``RequestContext`` is the hub's, outermost."""
 
+    runtime: Runtime  # what this hub process holds: set by ``create_app``
+
     def __init__(self, settings: Settings, **options: object) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
         self.front = RequestContext(self._dispatch, max_body_bytes=settings.max_body_bytes)
@@ -127,7 +129,7 @@ def create_app(settings: Settings) -> Hub:
     # a forged Host makes that an open redirect (security). Such paths answer 404 instead.
     app.router.redirect_slashes = False
     runtime = Runtime(settings, RouteUrls(app.router, settings.public_url))
-    app.state.runtime = runtime
+    app.runtime = runtime
     return app
 
 

@@ -78,7 +78,7 @@ async def routed(scope: Scope, receive: Receive) -> Answer:
     if not facts.custom and facts.id not in modules_of(version):
         raise OcpiError(StatusCode.CLIENT_ERROR, f"OCPI {version} has no {facts.id} module", 404)
     incoming = request_headers(scope)
-    hub: Runtime = scope["app"].state.runtime
+    hub: Runtime = scope["app"].runtime
     platform = await identify(hub, incoming.get("authorization", ""))
     snapshot = await hub.registry.snapshot()
     if facts.custom and not _advertised(snapshot, facts.id):

@@ -24,6 +24,8 @@ from hub.registry.traffic import CURRENT, Exchange
 
 log = get_logger(__name__)
 _admin_error = msgspec.json.Encoder()
+_REQUEST_ID = headers.REQUEST_ID.encode()
+_CORRELATION_ID = headers.CORRELATION_ID.encode()
 
 
 class BodyTooLarge(Exception):
@@ -53,9 +55,9 @@ class RequestContext:
         coding = b""
         chunked = False
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == _REQUEST_ID:
                 request_id = value.decode("latin-1")
-            elif name == b"x-correlation-id":
+            elif name == _CORRELATION_ID:
                 correlation_id = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 length = whole_number(value)  # None: more digits than any body we take
@@ -86,8 +88,8 @@ class RequestContext:
             )
         CURRENT.set(hop)
         id_headers = [
-            (headers.REQUEST_ID.encode(), request_id.encode("latin-1")),
-            (headers.CORRELATION_ID.encode(), correlation_id.encode("latin-1")),
+            (_REQUEST_ID, request_id.encode("latin-1")),
+            (_CORRELATION_ID, correlation_id.encode("latin-1")),
         ]
         started = False
         status = 0
@@ -155,7 +157,7 @@ class RequestContext:
         if hop is not None:
             hop.http_status = status
             hop.latency_ms = duration_ms
-            scope["app"].state.runtime.traffic.record(hop)
+            scope["app"].runtime.traffic.record(hop)
         if self.log_requests:
             log.info(
                 "request", method=scope["method"], path=path, status=status, duration_ms=duration_ms

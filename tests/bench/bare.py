@@ -54,5 +54,6 @@ if __name__ == "__main__":
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
