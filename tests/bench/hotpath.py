@@ -2,8 +2,8 @@
 
 wrk (Debian's package: ``apt-get install wrk``) is a C load generator, so the client does
 not eat the CPU the servers need, as a Python client on two cores does. Each repetition runs
-both targets, in rotating order, for the same time; each server's CPU is its process's
-utime+stime over the run. Also counted: the Redis commands one routed request costs
+every target for the same time, in one-second runs taken in turn; each server's CPU is its
+process's utime+stime over its runs. Also counted: the Redis commands one routed request costs
 (INFO commandstats around a run, the hub's background polling included, so an upper bound),
 the figure the README's capacity model starts from. The hub as it was before the operator
 console (``BASE``, a git worktree run with the same interpreter) runs in the same rotation,
@@ -126,7 +126,10 @@ async def run(bench: Bench) -> None:
 async def _rotation(
     bench: Bench, targets: dict[str, tuple[str, dict[str, str]]], pids: dict[str, int]
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], int]:
-    """Each target once per repetition, in rotating order: req/s, CPU us per request."""
+    """Each target for ``seconds`` per repetition, in one-second wrk runs taken in turn
+    (rotating order): req/s, CPU us per request. On a shared machine the speed of every
+    process drifts by tens of per cent over seconds; slices this short put the targets
+    compared under the same drift."""
     for url, headers in targets.values():  # warm every target (connections, caches)
         await wrk(url, headers, 1)
     await bench.settle()
@@ -134,15 +137,23 @@ async def _rotation(
     cpu: dict[str, list[float]] = {n: [] for n in targets}
     errors = 0
     names = list(targets)
+    slices = max(1, round(bench.o.seconds))
     for rep in range(bench.o.reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            before = cpu_seconds(pids[name])
-            result = await wrk(*targets[name], bench.o.seconds)
-            used = cpu_seconds(pids[name]) - before
-            errors += result.errors
-            rps[name].append(result.rps)
-            cpu[name].append(used / max(1, result.requests) * 1e6)  # microseconds
+        used = dict.fromkeys(names, 0.0)
+        requests = dict.fromkeys(names, 0)
+        rates = dict.fromkeys(names, 0.0)
+        for second in range(slices):
+            shift = (rep + second) % len(names)
+            for name in names[shift:] + names[:shift]:
+                before = cpu_seconds(pids[name])
+                result = await wrk(*targets[name], 1)
+                used[name] += cpu_seconds(pids[name]) - before
+                requests[name] += result.requests
+                rates[name] += result.rps
+                errors += result.errors
+        for name in names:
+            rps[name].append(rates[name] / slices)
+            cpu[name].append(used[name] / max(1, requests[name]) * 1e6)  # microseconds
     return rps, cpu, errors
 
 
