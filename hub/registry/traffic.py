@@ -6,13 +6,15 @@ exchange share its X-Correlation-ID. They are kept in a capped Redis stream
 (TRAFFIC_MAX_ENTRIES, TRAFFIC_RETENTION) with no body and never a token; TRAFFIC_BODIES may
 keep request bodies of one module, cut at TRAFFIC_BODY_MAX bytes, for debugging.
 
-Recording costs a request one list append: hops are written in batches, once a second, in
-one pipeline, with the quality counts they feed (hub/registry/quality.py).
+Recording costs a request one list append: hops are written in batches, once a second or
+every BATCH_MAX hops, in one script call, with the quality counts they feed
+(hub/registry/quality.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from contextvars import ContextVar
@@ -43,6 +45,9 @@ from hub.registry.store import Keys
 log = get_logger(__name__)
 
 FLUSH_SECONDS = 1.0
+# Hops in one batch at most: a busy hub writes as soon as this many wait, so that the
+# hops held in memory stay few and one write never holds Redis long.
+BATCH_MAX = 1_000
 PENDING_MAX = 20_000  # hops waiting for Redis; beyond, the oldest are dropped (and counted)
 SCAN_MAX = 20_000  # hops a filtered read looks through at most
 PAGE = 10  # stream entries (batches of up to a second) read at a time
@@ -198,6 +203,7 @@ class TrafficLog:
         self.bodies = bodies
         self.body_max = body_max
         self._pending: list[Exchange] = []
+        self._full = asyncio.Event()  # BATCH_MAX hops wait
         self._dropped = 0
         self._write = redis.register_script(_WRITE)
 
@@ -231,19 +237,31 @@ class TrafficLog:
             return  # a caller without a valid token: counted, not logged (a flood of them
             # would push real traffic out of the log)
         self._pending.append(hop)
-        if len(self._pending) > PENDING_MAX:
-            del self._pending[: len(self._pending) - PENDING_MAX]
-            self._dropped += 1
+        if len(self._pending) >= BATCH_MAX:
+            self._full.set()
+            if len(self._pending) > PENDING_MAX:
+                del self._pending[: len(self._pending) - PENDING_MAX]
+                self._dropped += 1
 
     async def run(self) -> None:
-        """Write what was recorded, once a second, until cancelled (then once more)."""
+        """Write what was recorded once a second, or as soon as BATCH_MAX hops wait, until
+        cancelled (then once more). While Redis is away, once a second at most."""
+        failed = False
         try:
             while True:
-                await asyncio.sleep(FLUSH_SECONDS)
+                if failed:  # Redis away: the hops wait, capped, and a full batch with them
+                    await asyncio.sleep(FLUSH_SECONDS)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(FLUSH_SECONDS):
+                            await self._full.wait()
+                self._full.clear()  # hops recorded from here on may fill the next batch
                 try:
                     await self.flush()
-                except Exception as exc:  # Redis away: the hops wait, capped
+                    failed = False
+                except Exception as exc:
                     log.warning("traffic log not written yet", error=str(exc))
+                    failed = True
         finally:
             if self._pending:
                 try:
