@@ -59,7 +59,6 @@ def _process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
         _merge_request,
         _process,
         structlog.stdlib.add_log_level,

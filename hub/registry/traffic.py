@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from contextvars import ContextVar
 from typing import Literal
 
@@ -83,7 +83,7 @@ class Exchange(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     are the OCPI-from and OCPI-to parties ("CC/PID") where the hop names them.
 
     Untracked by the garbage collector (it holds only strings and numbers, so it can be
-    part of no cycle): a second's worth of hops waits in memory for the next batch."""
+    part of no cycle): up to a batch of hops waits in memory to be written."""
 
     at: float
     direction: Literal["in", "out"]
@@ -371,7 +371,7 @@ class TrafficLog:
         return [_alive.decode(raw) for raw in raws]
 
 
-Tallies = dict[str, dict[str, int]]  # key -> field -> count
+Tallies = defaultdict[str, Counter[str]]  # key -> field -> count
 
 
 def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
@@ -400,32 +400,21 @@ def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
         if party:
             timed = bucket if out and hop.http_status else -1
             minutely.append((int(hop.at // MINUTE), party, hop.failed, timed))
-    quality: Tallies = {}
+    quality: Tallies = defaultdict(Counter)
     for (platform, hour, reached, bucket, answer), n in Counter(hourly).items():
-        fields = _fields(quality, Keys.quality(platform, hour))
-        _add(fields, "tried", n)
+        fields = quality[Keys.quality(platform, hour)]
+        fields["tried"] += n
         if reached:
-            _add(fields, "reached", n)
-            _add(fields, f"ms:{bucket}", n)
+            fields["reached"] += n
+            fields[f"ms:{bucket}"] += n
         if answer:
-            _add(fields, answer, n)
-    usage: Tallies = {}
+            fields[answer] += n
+    usage: Tallies = defaultdict(Counter)
     for (minute, party, failed, timed), n in Counter(minutely).items():
-        fields = _fields(usage, Keys.usage(minute))
-        _add(fields, f"{party}|n", n)
+        fields = usage[Keys.usage(minute)]
+        fields[f"{party}|n"] += n
         if failed:
-            _add(fields, f"{party}|e", n)
+            fields[f"{party}|e"] += n
         if timed >= 0:
-            _add(fields, f"{party}|ms:{timed}", n)
+            fields[f"{party}|ms:{timed}"] += n
     return quality, usage
-
-
-def _fields(tallies: Tallies, key: str) -> dict[str, int]:
-    fields = tallies.get(key)
-    if fields is None:
-        fields = tallies[key] = {}
-    return fields
-
-
-def _add(fields: dict[str, int], field: str, n: int) -> None:
-    fields[field] = fields.get(field, 0) + n
