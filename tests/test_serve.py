@@ -194,7 +194,9 @@ def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
 
 def test_metrics_of_every_worker_summed(tmp_path: Path) -> None:
     """``--workers 2``: whichever worker a scrape reaches, /metrics counts the requests
-    both served (prometheus-client's multiprocess mode)."""
+    both served (prometheus-client's multiprocess mode). A worker counts its requests with
+    each traffic batch, within a second (FLUSH_SECONDS); the one a scrape reaches counts
+    its own at once."""
     token = "admin-" + "x" * 32
     admin = {"Authorization": f"Bearer {token}"}
     files = tmp_path / "metrics"
@@ -213,18 +215,23 @@ def test_metrics_of_every_worker_summed(tmp_path: Path) -> None:
             hub.call("GET", "/ocpi/versions", token_header(created["token_a"]))
             sent += 1
         assert len(_serving(hub)) == 2, "one worker served everything"
-        counts = []
-        for _ in range(20):
+
+        def counted() -> list[float]:
             request = urllib.request.Request(hub.url + "/metrics", headers=admin)
             with urllib.request.urlopen(request, timeout=10) as response:
                 text = response.read().decode()
-            counts += [
+            return [
                 sample.value
                 for family in text_string_to_metric_families(text)
                 for sample in family.samples
                 if sample.name == "hub_requests_total"
                 and sample.labels == {**sample.labels, "module": "versions", "ocpi_status": "1000"}
             ]
+
+        deadline = time.monotonic() + 10
+        while counted() != [float(sent)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = [value for _ in range(20) for value in counted()]
         assert counts == [float(sent)] * 20
         assert len(list(files.glob("counter_*.db"))) == 2
     finally:

@@ -6,9 +6,9 @@ exchange share its X-Correlation-ID. They are kept in a capped Redis stream
 (TRAFFIC_MAX_ENTRIES, TRAFFIC_RETENTION) with no body and never a token; TRAFFIC_BODIES may
 keep request bodies of one module, cut at TRAFFIC_BODY_MAX bytes, for debugging.
 
-Recording costs a request one list append: hops are written in batches, once a second or
-every BATCH_MAX hops, in one script call, with the quality counts they feed
-(hub/registry/quality.py).
+Recording costs a hop one list append. Everything else is done per batch, once a second or
+every BATCH_MAX hops: the hops are counted in this process's metrics (alike hops at once),
+then written in one script call with the quality counts they feed (hub/registry/quality.py).
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ _MODULES = frozenset(
     {"versions", "hub", *(str(m) for version in VERSIONS for m in modules_of(version))}
     | {ModuleID.CREDENTIALS, ModuleID.HUB_CLIENT_INFO}
 )
+
+
+def _status_label(ocpi_status: int | None) -> str:
+    return _STATUS_LABELS.get(ocpi_status, "other") if ocpi_status else ""
 
 
 def module_of(path: str) -> str:
@@ -202,7 +206,8 @@ class TrafficLog:
         self.max_entries = max_entries
         self.bodies = bodies
         self.body_max = body_max
-        self._pending: list[Exchange] = []
+        self._recorded: list[Exchange] = []  # not yet counted
+        self._pending: list[Exchange] = []  # counted, waiting to be written
         self._full = asyncio.Event()  # BATCH_MAX hops wait
         self._dropped = 0
         self._write = redis.register_script(_WRITE)
@@ -214,34 +219,71 @@ class TrafficLog:
         return body[: self.body_max].decode("utf-8", "replace")
 
     def record(self, hop: Exchange) -> None:
-        """Queue a hop for the next batch; count it in this process's metrics. Every label
-        comes from a bounded set (a caller must not make up series); fields a caller sends
-        are cut to FIELD_MAX."""
-        status = _STATUS_LABELS.get(hop.ocpi_status, "other") if hop.ocpi_status else ""
-        if hop.direction == "in":
-            hop.module = hop.module or module_of(hop.path)
-            method = hop.method if hop.method in _METHODS else "other"
-            labelled(metrics.REQUESTS, hop.module, hop.interface, method, status).inc()
-        elif hop.http_status:
-            seconds = hop.latency_ms / 1000
-            labelled(metrics.FORWARD_SECONDS, hop.module, hop.platform).observe(seconds)
-        else:
-            labelled(metrics.FORWARD_FAILURES, hop.module, hop.platform, status).inc()
-        if max(len(hop.path), len(hop.request_id), len(hop.correlation_id)) > FIELD_MAX:
+        """Queue a hop for the next batch (``count``, then ``flush``)."""
+        recorded = self._recorded
+        recorded.append(hop)
+        if len(recorded) >= BATCH_MAX:
+            self._full.set()
+            if len(recorded) > PENDING_MAX:  # the writer is not keeping up: keep the newest
+                del recorded[: len(recorded) - PENDING_MAX]
+                self._dropped += 1
+
+    def count(self) -> None:
+        """Count the hops recorded since the last call in this process's metrics, and queue
+        those of a platform for the next write. Every label comes from a bounded set (a
+        caller must not make up series); fields a caller sends are cut to FIELD_MAX.
+
+        Each flush calls this, and so does /metrics before it answers: a scrape sees every
+        request this process has answered. Alike hops are counted at once: what a label
+        says is worked out once per distinct hop, not once per hop."""
+        recorded, self._recorded = self._recorded, []
+        for hop in [
+            h
+            for h in recorded
+            if not h.module
+            or h.error is not None
+            or len(h.path) > FIELD_MAX
+            or len(h.request_id) > FIELD_MAX
+            or len(h.correlation_id) > FIELD_MAX
+        ]:
+            if not hop.module and hop.direction == "in":
+                hop.module = module_of(hop.path)  # refused before it reached a module
+            if hop.error is not None:
+                hop.error = hop.error[:FIELD_MAX]
             hop.path = hop.path[:FIELD_MAX]
             hop.request_id = hop.request_id[:FIELD_MAX]
             hop.correlation_id = hop.correlation_id[:FIELD_MAX]
-        if hop.error is not None:
-            hop.error = hop.error[:FIELD_MAX]
-        if not hop.platform:
-            return  # a caller without a valid token: counted, not logged (a flood of them
-            # would push real traffic out of the log)
-        self._pending.append(hop)
-        if len(self._pending) >= BATCH_MAX:
-            self._full.set()
-            if len(self._pending) > PENDING_MAX:
-                del self._pending[: len(self._pending) - PENDING_MAX]
-                self._dropped += 1
+        requests = Counter(
+            [
+                (h.module, h.interface, h.method, h.ocpi_status)
+                for h in recorded
+                if h.direction == "in"
+            ]
+        )
+        for (module, interface, method, ocpi_status), n in requests.items():
+            method = method if method in _METHODS else "other"
+            labels = (module, interface, method, _status_label(ocpi_status))
+            labelled(metrics.REQUESTS, *labels).inc(n)
+        answered: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+        failures: list[tuple[str, str, int | None]] = []
+        for hop in [h for h in recorded if h.direction == "out"]:
+            if hop.http_status:
+                answered[hop.module, hop.platform].append(hop.latency_ms / 1000)
+            else:
+                failures.append((hop.module, hop.platform, hop.ocpi_status))
+        for (module, platform), latencies in answered.items():
+            observe = labelled(metrics.FORWARD_SECONDS, module, platform).observe
+            for seconds in latencies:
+                observe(seconds)
+        for (module, platform, ocpi_status), n in Counter(failures).items():
+            labelled(metrics.FORWARD_FAILURES, module, platform, _status_label(ocpi_status)).inc(n)
+        # A caller without a valid token: counted, not logged (a flood of them would push
+        # real traffic out of the log).
+        pending = self._pending
+        pending += [h for h in recorded if h.platform]
+        if len(pending) > PENDING_MAX:  # Redis away: keep the newest
+            self._dropped += len(pending) - PENDING_MAX
+            del pending[: len(pending) - PENDING_MAX]
 
     async def run(self) -> None:
         """Write what was recorded once a second, or as soon as BATCH_MAX hops wait, until
@@ -263,14 +305,16 @@ class TrafficLog:
                     log.warning("traffic log not written yet", error=str(exc))
                     failed = True
         finally:
-            if self._pending:
+            if self._recorded or self._pending:
                 try:
                     await self.flush()
                 except Exception as exc:
                     log.warning("traffic log not written at stop", error=str(exc))
 
     async def flush(self) -> None:
-        """Write what was recorded; on failure it waits for the next flush (capped)."""
+        """Count what was recorded and write it; on failure it waits for the next flush
+        (capped)."""
+        self.count()
         hops, self._pending = self._pending, []
         if self._dropped:
             log.warning("traffic log hops dropped: Redis was away", dropped=self._dropped)
@@ -378,43 +422,55 @@ def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
     """What a batch of hops adds to the hour of each platform (hops out only: how it
     answers the hub) and to the minute of each party.
 
-    A batch holds every hop of a busy second: each hop becomes one plain tuple per counter,
-    alike tuples are counted in one go (``Counter`` counts in C), and the fields are
-    written once per distinct tuple."""
-    hourly: list[tuple[str, int, int, int, str]] = []
-    minutely: list[tuple[int, str, bool, int]] = []
-    for hop in hops:
-        bucket = bucket_of(hop.latency_ms)
-        out = hop.direction == "out"
-        if out and hop.platform:
-            status = hop.ocpi_status
-            if status is not None and 1000 <= status < 5000:
-                answer = f"ocpi:{status // 1000}"
-            elif hop.http_status and (hop.error or hop.http_status >= 400):
-                answer = "not-ocpi"  # a large answer streamed through unread is not counted
-            else:
-                answer = ""
-            hour = int(hop.at // HOUR)
-            hourly.append((hop.platform, hour, hop.http_status, bucket, answer))
-        party = hop.party
-        if party:
-            timed = bucket if out and hop.http_status else -1
-            minutely.append((int(hop.at // MINUTE), party, hop.failed, timed))
+    A batch holds every hop of a busy second: each hop becomes one plain tuple of what it
+    was, alike tuples are counted in one go (``Counter`` counts in C), and what a count
+    means (failed, which answer class) is worked out once per distinct tuple."""
+    seen = Counter(
+        [
+            (
+                h.direction == "out",
+                h.platform,
+                h.sender,
+                h.receiver,
+                int(h.at // MINUTE),
+                h.http_status,
+                h.ocpi_status,
+                bucket_of(h.latency_ms),
+                h.error is not None,
+            )
+            for h in hops
+        ]
+    )
     quality: Tallies = defaultdict(Counter)
-    for (platform, hour, reached, bucket, answer), n in Counter(hourly).items():
-        fields = quality[Keys.quality(platform, hour)]
-        fields["tried"] += n
-        if reached:
-            fields["reached"] += n
-            fields[f"ms:{bucket}"] += n
-        if answer:
-            fields[answer] += n
     usage: Tallies = defaultdict(Counter)
-    for (minute, party, failed, timed), n in Counter(minutely).items():
-        fields = usage[Keys.usage(minute)]
-        fields[f"{party}|n"] += n
-        if failed:
-            fields[f"{party}|e"] += n
-        if timed >= 0:
-            fields[f"{party}|ms:{timed}"] += n
+    for (
+        out,
+        platform,
+        sender,
+        receiver,
+        minute,
+        reached,
+        status,
+        bucket,
+        error,
+    ), n in seen.items():
+        if out and platform:
+            fields = quality[Keys.quality(platform, minute // (HOUR // MINUTE))]
+            fields["tried"] += n
+            if reached:
+                fields["reached"] += n
+                fields[f"ms:{bucket}"] += n
+            if status is not None and 1000 <= status < 5000:
+                fields[f"ocpi:{status // 1000}"] += n
+            elif reached and (error or reached >= 400):
+                fields["not-ocpi"] += n  # a large answer streamed through unread is not counted
+        party = receiver if out else sender
+        if party:
+            fields = usage[Keys.usage(minute)]
+            fields[f"{party}|n"] += n
+            ok = 1000 <= status < 2000 if status is not None else 200 <= reached < 400
+            if not ok:  # as ``Exchange.failed``
+                fields[f"{party}|e"] += n
+            if out and reached:
+                fields[f"{party}|ms:{bucket}"] += n
     return quality, usage

@@ -125,6 +125,7 @@ async def prometheus(request: Request) -> Response:
     }
     shared = CollectorRegistry()
     shared.register(_Shared(parties, waiting))
+    hub.traffic.count()  # what this process answered, counted before its next batch
     body, content_type = metrics.exposition()
     return Response(body + generate_latest(shared), media_type=content_type)
 
