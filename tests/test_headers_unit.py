@@ -3,6 +3,7 @@ the hub writes random (version 4) UUIDs without building UUID objects."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from hub.ocpi.headers import new_message_id
@@ -27,3 +28,19 @@ def test_the_random_bits_around_the_fixed_ones_vary() -> None:
     assert {value[19] for value in DRAWS} == set("89ab")
     assert {value[14] for value in DRAWS} == {"4"}
     assert len({value[15] for value in DRAWS}) == 16
+
+
+def test_a_forked_process_draws_other_ids() -> None:
+    """``hub serve --workers N`` runs several processes: ids stay unique across them."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, "".join(new_message_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    ours = {new_message_id() for _ in range(100)}
+    with os.fdopen(read, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(child, 0)
+    theirs = {text[i : i + 36] for i in range(0, len(text), 36)}
+    assert len(theirs) == 100 and not ours & theirs

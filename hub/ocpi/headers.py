@@ -1,7 +1,7 @@
 """HTTP header names OCPI uses (lower case, as ASGI delivers them), routing headers, and
 message ids."""
 
-import os
+import random
 
 AUTHORIZATION = "authorization"
 REQUEST_ID = "x-request-id"
@@ -20,9 +20,14 @@ ROUTING = (TO_COUNTRY_CODE, TO_PARTY_ID, FROM_COUNTRY_CODE, FROM_PARTY_ID)
 
 
 def new_message_id() -> str:
-    """A random (version 4) UUID as text, for X-Request-ID and X-Correlation-ID; the same
-    as str(uuid.uuid4()) without building a UUID object on every request."""
-    h = os.urandom(16).hex()
+    """A random (version 4) UUID as text, for X-Request-ID and X-Correlation-ID: laid out
+    as str(uuid.uuid4()), without building a UUID object on every request.
+
+    The bits come from ``random``, not the system's random source: a message id must be
+    unique, not secret (it is no credential), and reading 16 bytes from the kernel was a
+    system call on every routed request. ``random`` is seeded from the system's source and
+    seeded again in a forked child, so processes do not repeat each other."""
+    h = random.randbytes(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 

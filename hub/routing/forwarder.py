@@ -125,6 +125,9 @@ class Forwarder:
         self.traffic = traffic
         self.timeout = settings.forward_timeout
         self.concurrency = settings.platform_concurrency
+        # Made in the loop it serves; asking for the running loop is a system call on
+        # Python 3.11 (it checks the process id).
+        self._loop = asyncio.get_running_loop()
         # Per platform and lane: requests routed for a requester, and the hub's own
         # background deliveries (broadcasts, ClientInfo), which must not crowd them out.
         self._slots: dict[tuple[str, bool], asyncio.Semaphore] = {}
@@ -233,7 +236,7 @@ class Forwarder:
         body: bytes | None,
         background: bool,
     ) -> Upstream:
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        deadline = self._loop.time() + self.timeout
         slot = self._slots.get((target.id, background))
         if slot is None:
             slot = self._slots[(target.id, background)] = asyncio.Semaphore(self.concurrency)
