@@ -53,8 +53,10 @@ def _advertised(snapshot: Snapshot, module: str) -> bool:
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
-    """The request's headers decoded once, lower-case names (as ASGI gives them)."""
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    """The request's headers with lower-case names (as ASGI gives them), decoded once by the
+    hub's front (``RequestContext``)."""
+    decoded: dict[str, str] = scope["state"]["headers"]
+    return decoded
 
 
 class ModuleEndpoint:
@@ -80,7 +82,7 @@ async def routed(scope: Scope, receive: Receive) -> Answer:
     incoming = request_headers(scope)
     hub: Runtime = scope["app"].runtime
     platform = await identify(hub, incoming.get("authorization", ""))
-    snapshot = await hub.registry.snapshot()
+    snapshot = hub.registry.current or await hub.registry.snapshot()
     if facts.custom and not _advertised(snapshot, facts.id):
         raise not_found(scope)
     method: str = scope["method"]
@@ -94,16 +96,17 @@ async def routed(scope: Scope, receive: Receive) -> Answer:
         )
     own = snapshot.own_parties(platform)
     addressing = parse_addressing(incoming, sole_party(own))
+    sender, receiver = addressing.sender, addressing.receiver
     hop = CURRENT.get()
     if hop is not None:
         hop.module, hop.interface = facts.id, interface
-    with answering(hub.party, addressing.sender):
+    with answering(hub.party, sender):
         check_sender(addressing, own)
         if hop is not None:  # only once the sender is one of the platform's own parties
-            hop.sender = "/".join(addressing.sender)
-            hop.receiver = "/".join(addressing.receiver) if addressing.receiver else ""
+            hop.sender = "/".join(sender)
+            hop.receiver = "/".join(receiver) if receiver else ""
         suffix: str = params["rest"]
-        check_owner(facts, interface, suffix, addressing.sender)
+        check_owner(facts, interface, suffix, sender)
         scenario = classify(addressing, method, interface, hub.party)
         body = await Request(scope, receive).body() if method in _WITH_BODY else b""
         if body:
@@ -116,8 +119,8 @@ async def routed(scope: Scope, receive: Receive) -> Answer:
             interface=interface,
             method=method,
             platform=platform,
-            sender=addressing.sender,
-            receiver=addressing.receiver,
+            sender=sender,
+            receiver=receiver,
             suffix=suffix,
             raw_suffix=raw_suffix(raw_path.decode("latin-1"), suffix),
             query=scope["query_string"].decode("latin-1"),

@@ -50,26 +50,21 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = correlation_id = ""
+        # Decoded once, for every layer after this one (``request_headers``).
+        incoming = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         content_length = -1
-        coding = b""
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == _REQUEST_ID:
-                request_id = value.decode("latin-1")
-            elif name == _CORRELATION_ID:
-                correlation_id = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                length = whole_number(value)  # None: more digits than any body we take
-                content_length = self.max_body_bytes + 1 if length is None else length
-            elif name == b"content-encoding":
-                coding = value.strip().lower()
-            elif name == b"transfer-encoding":
-                chunked = True
-                content_length = max(content_length, 1)  # a body of unknown length
-        request_id = request_id or headers.new_message_id()
-        correlation_id = correlation_id or headers.new_message_id()
+        declared = incoming.get("content-length", "")
+        if declared.isascii() and declared.isdigit():
+            length = whole_number(declared)  # None: more digits than any body we take
+            content_length = self.max_body_bytes + 1 if length is None else length
+        coding = incoming.get("content-encoding", "").strip().lower()
+        chunked = "transfer-encoding" in incoming
+        if chunked:
+            content_length = max(content_length, 1)  # a body of unknown length
+        request_id = incoming.get(headers.REQUEST_ID) or headers.new_message_id()
+        correlation_id = incoming.get(headers.CORRELATION_ID) or headers.new_message_id()
         state = scope.setdefault("state", {})
+        state["headers"] = incoming
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
         # uvicorn can run the next request on a connection in this one's context (when it
@@ -111,7 +106,7 @@ class RequestContext:
         if content_length > self.max_body_bytes:
             await self._too_large(send_with_ids, admin)
             return
-        if coding not in (b"", b"identity") and (content_length > 0 or chunked):
+        if coding not in ("", "identity") and (content_length > 0 or chunked):
             # The hub reads request bodies as sent (JSON checks, response_url) and forwards
             # them byte for byte: a compressed one could pass neither, and a body merely
             # labelled so would reach the receiver with a coding it does not have.
@@ -120,8 +115,7 @@ class RequestContext:
                 admin,
                 415,
                 StatusCode.CLIENT_ERROR,
-                f"request bodies are taken uncompressed, not Content-Encoding "
-                f"{coding.decode('latin-1')}",
+                f"request bodies are taken uncompressed, not Content-Encoding {coding}",
                 [(b"accept-encoding", b"identity")],
             )
             return
