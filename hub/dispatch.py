@@ -27,10 +27,10 @@ from hub.routing.authorize import Authorizer, ema_id_owner, is_authorize
 from hub.routing.crossing import Crossing, flow, level, translated, untranslated
 from hub.routing.decide import (
     WRITES,
+    DirectRoutes,
     Scenario,
     check_get_all,
     reachable,
-    route_direct,
     sender_role,
 )
 from hub.routing.forwarder import Forwarder, Relayed
@@ -78,6 +78,7 @@ class Dispatcher:
         self.get_all = get_all
         self.detach = detach
         self.hub_party = (settings.country_code, settings.party_id)
+        self.routes = DirectRoutes()
         self.authorizer = Authorizer(
             forwarder, index, settings.authorize_deadline, self.hub_party, policy
         )
@@ -103,7 +104,7 @@ class Dispatcher:
             entitlement = self.policy.entitled(snapshot, request.sender, receiver, facts.id)
             if not entitlement.allowed:
                 raise OcpiError(StatusCode.UNKNOWN_RECEIVER, entitlement.reason)
-        direct = route_direct(snapshot, facts, interface, receiver)
+        direct = self.routes(snapshot, facts, interface, receiver)
         theirs = direct.platform.version
         source, target = flow(request.method, request.version, theirs or VERSION)
         reason = untranslated(facts.id, source, target, request.suffix)

@@ -49,6 +49,8 @@ class Runtime:
     def __init__(self, settings: Settings, urls: HubUrls) -> None:
         self.settings = settings
         self.urls = urls
+        # The hub's own (country_code, party_id): OCPI-from of what the hub itself says.
+        self.party = (settings.country_code, settings.party_id)
         self.redis: aioredis.Redis = connect(
             settings.redis_url,
             settings.redis_timeout,
@@ -98,11 +100,6 @@ class Runtime:
     @property
     def versions_url(self) -> str:
         return self.urls("versions")
-
-    @property
-    def party(self) -> tuple[str, str]:
-        """The hub's own (country_code, party_id): OCPI-from of what the hub itself says."""
-        return (self.settings.country_code, self.settings.party_id)
 
     @property
     def forwarder(self) -> Forwarder:

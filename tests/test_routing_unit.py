@@ -12,6 +12,7 @@ from hub.registry.records import Platform, PlatformState
 from hub.registry.snapshot import Snapshot
 from hub.routing.decide import (
     Addressing,
+    DirectRoutes,
     Scenario,
     broadcast_receivers,
     check_sender,
@@ -141,6 +142,19 @@ def test_receiver_without_the_interface_is_4000() -> None:
     assert error.value.status_code == 4000 and "locations RECEIVER" in error.value.message
 
 
+def test_kept_routes_follow_the_snapshot() -> None:
+    """A route is kept while its snapshot is current; the next snapshot (a registry change)
+    answers afresh, a refusal included."""
+    routes = DirectRoutes()
+    before = snapshot(platform("p2", [("DE", "MSA", Role.EMSP)], [("locations", R)]))
+    first = routes(before, MODULES["locations"], R, ("DE", "MSA"))
+    assert routes(before, MODULES["locations"], R, ("DE", "MSA")) is first
+    moved = platform("p3", [("DE", "MSA", Role.EMSP)], [("locations", R)])
+    assert routes(snapshot(moved), MODULES["locations"], R, ("DE", "MSA")).platform.id == "p3"
+    with pytest.raises(OcpiError):
+        routes(snapshot(), MODULES["locations"], R, ("DE", "MSA"))
+
+
 def test_pair_with_two_roles_routes_to_the_role_that_offers_the_interface() -> None:
     cpo = platform("cpo", [("NL", "TWO", Role.CPO)], [("locations", S)])
     emsp = platform("emsp", [("NL", "TWO", Role.EMSP)], [("locations", R)])
@@ -183,7 +197,7 @@ HUB = ("NL", "HUB")
 
 
 def addressed(to: tuple[str, str] | None) -> Addressing:
-    return Addressing("DE", "MSA", *(to or (None, None)))
+    return Addressing(("DE", "MSA"), to)
 
 
 @pytest.mark.parametrize(

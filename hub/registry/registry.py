@@ -62,6 +62,12 @@ class Registry:
         self._refresh: asyncio.Future[Snapshot] | None = None
         self._seen: dict[str, float] = {}
 
+    @property
+    def current(self) -> Snapshot | None:
+        """The snapshot while it is current, without a wait: every request asks for it a
+        few times, and ``or await self.snapshot()`` then costs nothing when it is there."""
+        return self._snapshot
+
     async def snapshot(self) -> Snapshot:
         snapshot = self._snapshot
         if snapshot is not None:
@@ -126,7 +132,7 @@ class Registry:
         """
         if not header:
             return None
-        snapshot = await self.snapshot()
+        snapshot = self._snapshot or await self.snapshot()
         found = self._by_header.get(header)
         if found is not None:
             return found

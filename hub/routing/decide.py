@@ -8,6 +8,7 @@ and interface role the requester called on the hub.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 
@@ -35,26 +36,14 @@ UNREACHABLE = (ConnectionStatus.SUSPENDED, ConnectionStatus.PLANNED)
 
 
 class Addressing(msgspec.Struct, frozen=True):
-    """The routing headers of one request, validated and upper-cased (CiString)."""
+    """The routing headers of one request, validated and upper-cased (CiString): OCPI-from
+    and OCPI-to as (country_code, party_id) pairs."""
 
-    from_country_code: str
-    from_party_id: str
-    to_country_code: str | None = None
-    to_party_id: str | None = None
-
-    @property
-    def sender(self) -> tuple[str, str]:
-        return (self.from_country_code, self.from_party_id)
-
-    @property
-    def receiver(self) -> tuple[str, str] | None:
-        if self.to_country_code is None or self.to_party_id is None:
-            return None
-        return (self.to_country_code, self.to_party_id)
+    sender: tuple[str, str]
+    receiver: tuple[str, str] | None = None
 
 
-def _header(values: Mapping[str, str], name: str, valid: Callable[[str], bool]) -> str | None:
-    value = values.get(name)
+def _header(value: str | None, name: str, valid: Callable[[str], bool]) -> str | None:
     if value is None:
         return None
     value = value.strip()
@@ -71,10 +60,30 @@ def parse_addressing(
     except from a platform with one party (``sole_party``): there they can only name it
     (transport_and_format, "Message Routing Headers": "This does not mean they have to be
     present in all request")."""
-    from_cc = _header(values, headers.FROM_COUNTRY_CODE, _country_code)
-    from_pid = _header(values, headers.FROM_PARTY_ID, _party_id)
-    to_cc = _header(values, headers.TO_COUNTRY_CODE, _country_code)
-    to_pid = _header(values, headers.TO_PARTY_ID, _party_id)
+    return _addressing(
+        values.get(headers.FROM_COUNTRY_CODE),
+        values.get(headers.FROM_PARTY_ID),
+        values.get(headers.TO_COUNTRY_CODE),
+        values.get(headers.TO_PARTY_ID),
+        sole_party,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _addressing(
+    from_cc: str | None,
+    from_pid: str | None,
+    to_cc: str | None,
+    to_pid: str | None,
+    sole_party: tuple[str, str] | None,
+) -> Addressing:
+    """``parse_addressing`` of the four header values as sent, kept for the next request
+    that sends the same: a platform sends few distinct pairs, every request validates
+    them. (An invalid pair raises, and nothing is kept.)"""
+    from_cc = _header(from_cc, headers.FROM_COUNTRY_CODE, _country_code)
+    from_pid = _header(from_pid, headers.FROM_PARTY_ID, _party_id)
+    to_cc = _header(to_cc, headers.TO_COUNTRY_CODE, _country_code)
+    to_pid = _header(to_pid, headers.TO_PARTY_ID, _party_id)
     if from_cc is None and from_pid is None and sole_party is not None:
         from_cc, from_pid = sole_party
     if from_cc is None or from_pid is None:
@@ -87,7 +96,8 @@ def parse_addressing(
             StatusCode.INVALID_PARAMETERS,
             "OCPI-to-country-code and OCPI-to-party-id go together: send both or neither",
         )
-    return Addressing(from_cc, from_pid, to_cc, to_pid)
+    receiver = None if to_cc is None or to_pid is None else (to_cc, to_pid)
+    return Addressing((from_cc, from_pid), receiver)
 
 
 def sole_party(own: frozenset[tuple[str, str]]) -> tuple[str, str] | None:
@@ -167,6 +177,35 @@ def route_direct(
         StatusCode.HUB_ERROR,
         f"receiver {'/'.join(receiver)} does not offer the {facts.id} {interface} interface",
     )
+
+
+class DirectRoutes:
+    """``route_direct``'s answers, kept while the snapshot they came from is current: every
+    direct request asks, and a snapshot never changes (a registry change makes a new one).
+    Only answers are kept, at most KEPT of them: a refusal is worked out again each time."""
+
+    KEPT = 10_000
+
+    def __init__(self) -> None:
+        self._of: Snapshot | None = None
+        self._kept: dict[tuple[str, InterfaceRole, tuple[str, str]], Direct] = {}
+
+    def __call__(
+        self,
+        snapshot: Snapshot,
+        facts: ModuleFacts,
+        interface: InterfaceRole,
+        receiver: tuple[str, str],
+    ) -> Direct:
+        if snapshot is not self._of:
+            self._of, self._kept = snapshot, {}
+        key = (facts.id, interface, receiver)
+        found = self._kept.get(key)
+        if found is None:
+            found = route_direct(snapshot, facts, interface, receiver)
+            if len(self._kept) < self.KEPT:
+                self._kept[key] = found
+        return found
 
 
 class Scenario(StrEnum):

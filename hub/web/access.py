@@ -75,7 +75,7 @@ async def identify(hub: Runtime, header: str | None, allow_token_a: bool = False
     bind_request(platform_id=platform.id)
     if hub.registry.touch_due(platform.id):
         hub.detach(hub.registry.touch(platform.id))  # off the request path
-    if platform.id in (await hub.registry.snapshot()).offline:
+    if platform.id in (hub.registry.current or await hub.registry.snapshot()).offline:
         hub.revive(platform.id)
     await hub.limiter.admit(platform)  # after the above: a limited platform is still alive
     return platform
