@@ -315,7 +315,9 @@ class Dispatcher:
         out = self.forwarder.outgoing_headers(
             incoming, target, correlation_id, routing_headers(hop.requester, hop.receiver)
         )
-        upstream = await self.forwarder.call(target, method, url, out, body, module=hop.module)
+        upstream = await self.forwarder.call(
+            target, method, url, out, body, module=hop.module, relayed=True
+        )
         return await self.forwarder.relay(
             upstream, hop, routing_headers(hop.receiver, hop.requester), rewrite
         )

@@ -118,6 +118,22 @@ async def _stalls_mid_body(received: Any, request: web.Request) -> web.StreamRes
     return response
 
 
+async def _streams_nothing(received: Any, request: web.Request) -> web.StreamResponse:
+    """An answer of unknown length (streamed through, not read whole) that stalls at once."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await asyncio.sleep(FORWARD_TIMEOUT * 5)
+    return response
+
+
+async def _stalls_mid_stream(received: Any, request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"status_code": 1000, "data": [')
+    await asyncio.sleep(FORWARD_TIMEOUT * 5)
+    return response
+
+
 @pytest.fixture
 async def fragile(hub_factory: Any, http: aiohttp.ClientSession) -> AsyncIterator[Any]:
     """A hub with FORWARD_TIMEOUT=1, a faulty CPO (NL/CPA), a healthy one (NL/CPB), an eMSP."""
@@ -141,9 +157,19 @@ async def fragile(hub_factory: Any, http: aiohttp.ClientSession) -> AsyncIterato
         (_truncated_json, 4000),
         (_cut_off, 4000),
         (_stalls_mid_body, 4002),
+        (_streams_nothing, 4002),
         (_hang, 4002),
     ],
-    ids=["reset", "html", "500-no-envelope", "truncated-json", "cut-off", "stall", "hang"],
+    ids=[
+        "reset",
+        "html",
+        "500-no-envelope",
+        "truncated-json",
+        "cut-off",
+        "stall",
+        "stall-streamed",
+        "hang",
+    ],
 )
 async def test_faulty_receiver_answers_a_hub_code_in_time(
     fragile: Any, http: aiohttp.ClientSession, handler: Any, status_code: int
@@ -157,6 +183,22 @@ async def test_faulty_receiver_answers_a_hub_code_in_time(
     assert code == status_code
     assert status == (500 if handler is _error_500 else 200), "the receiver's HTTP status"
     assert seconds < FORWARD_TIMEOUT * 1.5
+
+
+async def test_a_stream_that_stalls_ends_in_time(fragile: Any, http: aiohttp.ClientSession) -> None:
+    """A streamed answer whose receiver stalls once the status is out: the requester's
+    connection is closed within FORWARD_TIMEOUT (plus slack), so it never takes the part it
+    got for a whole answer nor waits for the receiver to give up."""
+    hub, faulty, emsp = fragile
+    faulty.handler = _stalls_mid_stream
+    began = time.perf_counter()
+    async with http.get(
+        hub.endpoint("locations", "SENDER") + "/LOC1", headers=emsp.routed(("NL", "CPA"))
+    ) as response:
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    assert time.perf_counter() - began < FORWARD_TIMEOUT * 3
 
 
 async def test_faulty_receiver_leaves_others_latency_alone(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import NamedTuple, TypeVar
 
 import aiohttp
@@ -59,24 +59,32 @@ _NOT_FORWARDED = frozenset(
     }
 )
 SMALL_BODY = 256 * 1024  # answers up to this size are checked whole; larger ones stream
+_STALLED = "the receiver's answer stalled"
 
 
 class Upstream:
-    """A platform's answer with its headers read and its body not yet; holds one slot."""
+    """A platform's answer with its headers read, and its body read whole (``body``) when a
+    relayed answer is small, else not yet; holds one slot."""
 
     def __init__(
         self,
         response: aiohttp.ClientResponse,
         slot: asyncio.Semaphore,
         target: Platform,
-        hop: Exchange | None = None,
-        traffic: TrafficLog | None = None,
+        body: bytes | None = None,
     ) -> None:
         self.response = response
         self.target = target
+        self.body = body
         self._slot: asyncio.Semaphore | None = slot
-        self.hop = hop
-        self._traffic = traffic
+        self.hop: Exchange | None = None
+        self._traffic: TrafficLog | None = None
+
+    async def chunk(self, seconds: float) -> bytes:
+        """The next piece of the body (b"" at its end), within ``seconds``: aiohttp does not
+        bound the reads of a relayed answer (see ``Forwarder.call``)."""
+        async with asyncio.timeout(seconds):
+            return await self.response.content.readany()
 
     def answered(self, body: bytes) -> bytes:
         """The whole body read: its OCPI status goes to the traffic log's hop."""
@@ -134,11 +142,14 @@ class Forwarder:
         self._authorization: dict[tuple[str, bool], str] = {}
         # Told when a platform cannot be connected to: evidence for a still-alive check.
         self.on_unreachable: Callable[[Platform], None] | None = None
-        # Connecting and each read get FORWARD_TIMEOUT; ``call`` also bounds the whole wait
-        # for the answer's headers by one deadline.
-        self._read_timeout = aiohttp.ClientTimeout(
+        # Connecting gets FORWARD_TIMEOUT, and ``call`` bounds the whole wait for the answer
+        # by one deadline. After that, each read of a whole answer (``fetch``) gets
+        # FORWARD_TIMEOUT from aiohttp; a relayed answer is read by ``relay``, which bounds
+        # its reads itself: aiohttp's timer per read was 1.5 % of a routed request's CPU.
+        self._fetched = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
+        self._relayed = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
 
     def outgoing_headers(
         self,
@@ -175,16 +186,18 @@ class Forwarder:
         body: bytes | None,
         background: bool = False,
         module: str | None = None,
+        relayed: bool = False,
     ) -> Upstream:
         """Send and wait for the answer's headers, all within one FORWARD_TIMEOUT: the wait
         for one of the target platform's connection slots takes part of it and connecting and
         waiting for the answer get the rest, so a requester of a receiver that hangs hears
-        4002 after FORWARD_TIMEOUT, never later. (Reading the body afterwards gets
-        FORWARD_TIMEOUT per read, see ``relay``.)"""
+        4002 after FORWARD_TIMEOUT, never later. The body of a ``relayed`` answer of up to
+        SMALL_BODY is read within the same deadline; any other body read gets
+        FORWARD_TIMEOUT per read (``fetch``, ``relay``)."""
         hop = self._hop(target, method, url, out, module)
         began = time.perf_counter()
         try:
-            upstream = await self._call(target, method, url, out, body, background)
+            upstream = await self._call(target, method, url, out, body, background, relayed)
         except OcpiError as exc:
             if hop is not None and self.traffic is not None:
                 hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
@@ -235,6 +248,7 @@ class Forwarder:
         out: Mapping[str, str],
         body: bytes | None,
         background: bool,
+        relayed: bool,
     ) -> Upstream:
         deadline = self._loop.time() + self.timeout
         slot = self._slots.get((target.id, background))
@@ -254,6 +268,8 @@ class Forwarder:
             await slot.acquire()  # free: returns at once
         if body and not any(k.lower() == "content-type" for k in out):
             out = {**out, "Content-Type": "application/json"}  # checked JSON, not octet-stream
+        response: aiohttp.ClientResponse | None = None
+        answer: bytes | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self.session.request(
@@ -261,14 +277,20 @@ class Forwarder:
                     url,
                     headers=out,
                     data=body or None,
-                    timeout=self._read_timeout,
+                    timeout=self._relayed if relayed else self._fetched,
                     allow_redirects=False,
                 )
+                length = response.content_length
+                if relayed and length is not None and length <= SMALL_BODY:
+                    answer = await _read(response.read())
         except aiohttp.ConnectionTimeoutError:
             slot.release()
             raise self._unreachable(target, "connecting timed out") from None
         except TimeoutError:
             slot.release()
+            if response is not None:  # the answer's headers came, its body stalled
+                response.release()
+                raise OcpiError(StatusCode.FORWARD_TIMEOUT, _STALLED) from None
             raise OcpiError(
                 StatusCode.FORWARD_TIMEOUT,
                 f"no answer from the receiver within {self.timeout:g} s",
@@ -288,10 +310,12 @@ class Forwarder:
             raise OcpiError(
                 StatusCode.HUB_ERROR, f"forwarding failed: {exc or type(exc).__name__}"
             ) from None
-        except BaseException:  # cancelled: the requester left
+        except BaseException:  # cancelled (the requester left), or the body broke off
             slot.release()
+            if response is not None:
+                response.release()
             raise
-        return Upstream(response, slot, target)
+        return Upstream(response, slot, target, answer)
 
     async def fetch(
         self,
@@ -354,7 +378,9 @@ class Forwarder:
                     StatusCode.HUB_ERROR, "the receiver's answer is compressed: not translated"
                 )
             if rewrite is not None or (length is not None and length <= SMALL_BODY):
-                body = await _read(response.read())
+                body = upstream.body
+                if body is None:  # a large answer, translated
+                    body = b"".join([piece async for piece in _pieces(upstream, self.timeout)])
                 status = None
                 if not encoded:
                     status = _check_envelope(body, response.status, upstream.hop)
@@ -366,7 +392,7 @@ class Forwarder:
                         body = with_message(body, _dropped_warning(dropped))
                 out.append((b"content-length", str(len(body)).encode()))
                 return Relayed(response.status, out, body, None, self.timeout, status)
-            first = await _read(_first_bytes(response))
+            first = await _first_bytes(upstream, self.timeout)
             if not encoded and not first.lstrip().startswith(b"{"):
                 if upstream.hop is not None:
                     upstream.hop.error = "not an OCPI response"
@@ -487,7 +513,7 @@ async def _read(reading: Awaitable[T]) -> T:
     try:
         return await reading
     except TimeoutError:
-        raise OcpiError(StatusCode.FORWARD_TIMEOUT, "the receiver's answer stalled") from None
+        raise OcpiError(StatusCode.FORWARD_TIMEOUT, _STALLED) from None
     except aiohttp.ClientError as exc:
         reason = str(exc) or type(exc).__name__
         raise OcpiError(
@@ -495,12 +521,18 @@ async def _read(reading: Awaitable[T]) -> T:
         ) from None
 
 
-async def _first_bytes(response: aiohttp.ClientResponse) -> bytes:
+async def _pieces(upstream: Upstream, seconds: float) -> AsyncIterator[bytes]:
+    """The rest of a relayed answer's body, piece by piece, each within ``seconds`` (4002
+    past it, 4000 when it breaks off)."""
+    while piece := await _read(upstream.chunk(seconds)):
+        yield piece
+
+
+async def _first_bytes(upstream: Upstream, seconds: float) -> bytes:
     """Read until the first non-blank byte (or the end), to tell JSON from anything else."""
     first = b""
-    while not first.strip():
-        chunk = await response.content.readany()
-        if not chunk:
+    async for piece in _pieces(upstream, seconds):
+        first += piece
+        if first.strip():
             break
-        first += chunk
     return first

@@ -71,8 +71,9 @@ class RelayedResponse(Response):
     """The receiver's answer as it came: a small body at once, a large one chunk by chunk
     (memory stays flat); headers are already raw. A requester that stops reading gets
     ``timeout`` seconds per chunk, then the connection closes and the platform's slot is
-    free again; a receiver that breaks off mid-stream closes the requester's connection the
-    same way (one warning in the log, no error)."""
+    free again; a receiver that breaks off mid-stream, or gives no piece for ``timeout``
+    seconds, closes the requester's connection the same way (one warning in the log, no
+    error)."""
 
     def __init__(self, relayed: Relayed) -> None:
         self.status_code = relayed.status
@@ -91,7 +92,7 @@ class RelayedResponse(Response):
         try:
             if relayed.first:
                 await self._send(send, relayed.first)
-            async for chunk in upstream.response.content.iter_any():
+            while chunk := await upstream.chunk(relayed.timeout):
                 await self._send(send, chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
