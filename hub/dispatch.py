@@ -16,7 +16,7 @@ from typing import Any
 from hub.background.broadcast import Broadcaster, Job, Report, may_broadcast
 from hub.config import Settings
 from hub.ocpi.envelope import OcpiError, answering, encode_envelope, now
-from hub.ocpi.headers import routing_headers
+from hub.ocpi.headers import raw_routing_headers, routing_headers
 from hub.ocpi.models import VERSION, InterfaceRole, ModuleID
 from hub.ocpi.status import StatusCode
 from hub.registry.policy import Policy
@@ -319,7 +319,7 @@ class Dispatcher:
             target, method, url, out, body, module=hop.module, relayed=True
         )
         return await self.forwarder.relay(
-            upstream, hop, routing_headers(hop.receiver, hop.requester), rewrite
+            upstream, hop, raw_routing_headers(hop.receiver, hop.requester), rewrite
         )
 
 

@@ -1,6 +1,7 @@
 """HTTP header names OCPI uses (lower case, as ASGI delivers them), routing headers, and
 message ids."""
 
+import functools
 import random
 
 AUTHORIZATION = "authorization"
@@ -40,3 +41,14 @@ def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[
         TO_COUNTRY_CODE: receiver[0],
         TO_PARTY_ID: receiver[1],
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def raw_routing_headers(
+    sender: tuple[str, str], receiver: tuple[str, str]
+) -> tuple[tuple[bytes, bytes], ...]:
+    """``routing_headers`` as an answer's raw (ASGI) header pairs, kept for the next answer
+    between the same two parties: every relayed answer carries them."""
+    return tuple(
+        (k.encode(), v.encode("latin-1")) for k, v in routing_headers(sender, receiver).items()
+    )

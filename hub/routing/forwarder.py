@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 import aiohttp
@@ -348,7 +348,7 @@ class Forwarder:
         self,
         upstream: Upstream,
         hop: Hop | None,
-        routing: Mapping[str, str],
+        routing: Sequence[tuple[bytes, bytes]],
         rewrite: Callable[[bytes], bytes] | None = None,
     ) -> Relayed:
         """The receiver's status and body, its pagination headers, links rewritten to the hub.
@@ -361,7 +361,7 @@ class Forwarder:
             out: RawHeaders = [
                 (k.lower(), v) for k, v in response.raw_headers if k.lower() not in _DROPPED
             ]
-            out += [(k.encode(), v.encode()) for k, v in routing.items()]
+            out += routing
             dropped: list[str] = []
             if hop is not None and (
                 headers.LINK in response.headers or headers.LOCATION in response.headers
