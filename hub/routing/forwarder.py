@@ -254,24 +254,15 @@ class Forwarder:
         slot = self._slots.get((target.id, background))
         if slot is None:
             slot = self._slots[(target.id, background)] = asyncio.Semaphore(self.concurrency)
-        if slot.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await slot.acquire()
-            except TimeoutError:
-                raise OcpiError(
-                    StatusCode.FORWARD_TIMEOUT,
-                    f"no answer from the receiver within {self.timeout:g} s "
-                    f"({self.concurrency} requests to its platform in flight)",
-                ) from None
-        else:
-            await slot.acquire()  # free: returns at once
         if body and not any(k.lower() == "content-type" for k in out):
             out = {**out, "Content-Type": "application/json"}  # checked JSON, not octet-stream
+        held = False
         response: aiohttp.ClientResponse | None = None
         answer: bytes | None = None
         try:
             async with asyncio.timeout_at(deadline):
+                await slot.acquire()  # at once while the platform has a slot free
+                held = True
                 response = await self.session.request(
                     method,
                     url,
@@ -283,39 +274,46 @@ class Forwarder:
                 length = response.content_length
                 if relayed and length is not None and length <= SMALL_BODY:
                     answer = await _read(response.read())
-        except aiohttp.ConnectionTimeoutError:
-            slot.release()
-            raise self._unreachable(target, "connecting timed out") from None
-        except TimeoutError:
-            slot.release()
-            if response is not None:  # the answer's headers came, its body stalled
+        except BaseException as exc:  # cancelled too (the requester left): nothing kept
+            if response is not None:
                 response.release()
-                raise OcpiError(StatusCode.FORWARD_TIMEOUT, _STALLED) from None
-            raise OcpiError(
+            if held:
+                slot.release()
+            failure = self._failure(target, exc, held, response is not None)
+            if failure is None:
+                raise
+            raise failure from None
+        return Upstream(response, slot, target, answer)
+
+    def _failure(
+        self, target: Platform, exc: BaseException, sent: bool, answered: bool
+    ) -> OcpiError | None:
+        """The hub's status for what stopped ``_call``; None for what is raised as it is (a
+        cancellation, an OcpiError already)."""
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return self._unreachable(target, "connecting timed out")
+        if isinstance(exc, TimeoutError):
+            if answered:  # the answer's headers came, its body stalled
+                return OcpiError(StatusCode.FORWARD_TIMEOUT, _STALLED)
+            waited = "" if sent else f" ({self.concurrency} requests to its platform in flight)"
+            return OcpiError(
                 StatusCode.FORWARD_TIMEOUT,
-                f"no answer from the receiver within {self.timeout:g} s",
-            ) from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            slot.release()
+                f"no answer from the receiver within {self.timeout:g} s{waited}",
+            )
+        if isinstance(exc, aiohttp.ClientConnectionError | OSError):
             refusal = refused(exc)
             if refusal is not None:
                 # The hub's own policy, not evidence that the platform is down: no
                 # still-alive check (hub/outbound.py).
-                raise OcpiError(
+                return OcpiError(
                     StatusCode.RECEIVER_NOT_CONNECTED, f"receiver cannot be reached: {refusal}"
-                ) from None
-            raise self._unreachable(target, str(exc) or type(exc).__name__) from None
-        except aiohttp.ClientError as exc:
-            slot.release()
-            raise OcpiError(
+                )
+            return self._unreachable(target, str(exc) or type(exc).__name__)
+        if isinstance(exc, aiohttp.ClientError):
+            return OcpiError(
                 StatusCode.HUB_ERROR, f"forwarding failed: {exc or type(exc).__name__}"
-            ) from None
-        except BaseException:  # cancelled (the requester left), or the body broke off
-            slot.release()
-            if response is not None:
-                response.release()
-            raise
-        return Upstream(response, slot, target, answer)
+            )
+        return None
 
     async def fetch(
         self,
