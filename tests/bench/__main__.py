@@ -34,6 +34,7 @@ SCENARIOS = {
     "storm": "status_storm",
     "versions": "ocpi_versions",
     "wrk": "hot_path",
+    "instructions": "instructions",
 }
 
 LEGEND = (

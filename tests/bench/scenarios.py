@@ -20,7 +20,7 @@ import aiohttp
 import redis
 
 from hub.redis_server import EmbeddedRedis
-from tests.bench import data, hotpath, storm, versions
+from tests.bench import data, hotpath, instructions, storm, versions
 from tests.bench.load import Call, Run, closed_loop, fixed_count
 from tests.bench.platforms import BIG_PAGE
 from tests.bench.procs import (
@@ -98,8 +98,8 @@ class Bench:
     async def __aenter__(self) -> Bench:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
         try:
-            self.platforms = self._keep(start_platforms(self.workdir))
-            self.bare = self._keep(start_bare(self.workdir, self.platforms.url))
+            self.platforms = self.keep(start_platforms(self.workdir))
+            self.bare = self.keep(start_bare(self.workdir, self.platforms.url))
         except BaseException:
             await self.__aexit__()
             raise
@@ -112,7 +112,8 @@ class Bench:
         for server in self._redis:
             server.stop()
 
-    def _keep(self, service: Service) -> Service:
+    def keep(self, service: Service) -> Service:
+        """Stopped with the bench, unless ``stop`` stops it before."""
         self._services.append(service)
         return service
 
@@ -147,7 +148,7 @@ class Bench:
         uses, and fillers on platforms of up to 1,000 parties each (real handshakes).
         ``prepare`` runs on the started hub before any platform registers."""
         url = self.new_redis()
-        service = self._keep(start_hub(name, self.workdir, url, workers, command, env))
+        service = self.keep(start_hub(name, self.workdir, url, workers, command, env))
         if prepare is not None:
             await prepare(service)
         began = time.perf_counter()
@@ -526,7 +527,7 @@ class Bench:
     async def workers(self) -> None:
         """5. ``hub serve --workers 2`` vs 1 worker, routed GET at c=64."""
         url = self.small.redis_url  # the same registry as the 1-worker hub
-        service = self._keep(start_hub("hub-w2", self.workdir, url, workers=2))
+        service = self.keep(start_hub("hub-w2", self.workdir, url, workers=2))
         try:
             two = HubSetup(service, url, self.small.cpo, self.small.emsp, 10, 0.0, 0.0, True)
             for _ in range(8):  # each worker loads its registry snapshot
@@ -564,7 +565,7 @@ class Bench:
         party, against the client PATCHing the same parties directly at c=16.
         """
         s = "6a broadcast"
-        service = self._keep(start_hub("hub-broadcast", self.workdir, self.new_redis()))
+        service = self.keep(start_hub("hub-broadcast", self.workdir, self.new_redis()))
         try:
             cpo = await self.register(service, "bcpo", [(*CPO, "CPO")])
             reason = await self._unsupported(self._broadcast_call(service, cpo, "PROBE"))
@@ -668,7 +669,7 @@ class Bench:
         CPOs directly the same way."""
         s = "6b GET All"
         cpos, per_cpo = 50, 200
-        service = self._keep(start_hub("hub-getall", self.workdir, self.new_redis()))
+        service = self.keep(start_hub("hub-getall", self.workdir, self.new_redis()))
         try:
             emsp = await self.register(service, "gmsp", [(*EMSP, "EMSP")])
             first = Call(
@@ -768,6 +769,9 @@ class Bench:
 
     async def hot_path(self) -> None:
         await hotpath.run(self)
+
+    async def instructions(self) -> None:
+        await instructions.run(self)
 
     async def _unsupported(self, call: Call) -> str:
         """Why the hub cannot do what ``call`` asks yet, or "" when it answers 1000."""

@@ -481,11 +481,11 @@ class Soak:
         try:
             self._redis = EmbeddedRedis(self.workdir / "redis")
             self.redis_url = self._redis.start()
-            self.platforms = self._keep(start_platforms(self.workdir))
+            self.platforms = self.keep(start_platforms(self.workdir))
             self.flapper = Flapper(self.workdir, self.rng)
             # INFO, the hub's default: a line per request, as in operation.
             env = {"HUB_ALIVE_INTERVAL": str(ALIVE_INTERVAL), "HUB_LOG_LEVEL": "INFO"}
-            self.hub = self._keep(start_hub("hub", self.workdir, self.redis_url, env=env))
+            self.hub = self.keep(start_hub("hub", self.workdir, self.redis_url, env=env))
             self.redis = aioredis.Redis.from_url(self.redis_url)
             self.admin = self._session(16)
         except BaseException:
@@ -507,7 +507,7 @@ class Soak:
         if self._redis is not None:
             self._redis.stop()
 
-    def _keep(self, service: Service) -> Service:
+    def keep(self, service: Service) -> Service:
         self._services.append(service)
         return service
 

@@ -80,7 +80,7 @@ class Outcome:
 async def run(bench: Bench) -> None:
     """The storm, then a calm at a rate this machine keeps up with, on one hub."""
     redis_url = bench.new_redis()
-    service = bench._keep(start_hub("hub-storm", bench.workdir, redis_url))
+    service = bench.keep(start_hub("hub-storm", bench.workdir, redis_url))
     try:
         cpos = [
             await bench.register(service, f"scpo{n}", [("NL", f"C{n:02d}", "CPO")])

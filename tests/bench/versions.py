@@ -58,7 +58,7 @@ def _put(hub: Service, cpo: Registered, path: str, to: tuple[str, str], body: by
 
 
 async def run(bench: Bench) -> None:
-    hub = bench._keep(start_hub("hub-versions", bench.workdir, bench.new_redis()))
+    hub = bench.keep(start_hub("hub-versions", bench.workdir, bench.new_redis()))
     base: Service | None = None
     worktree = Path(tempfile.mkdtemp(prefix="hub-base-")) / "tree"
     try:
@@ -74,7 +74,7 @@ async def run(bench: Bench) -> None:
         for call in calls.values():
             await bench.probe(call)
         _git("worktree", "add", "--detach", str(worktree), BASE)
-        base = bench._keep(
+        base = bench.keep(
             start_hub(
                 "hub-base",
                 bench.workdir,
