@@ -529,8 +529,9 @@ async def _pieces(upstream: Upstream, seconds: float) -> AsyncIterator[bytes]:
 async def _first_bytes(upstream: Upstream, seconds: float) -> bytes:
     """Read until the first non-blank byte (or the end), to tell JSON from anything else."""
     first = b""
-    async for piece in _pieces(upstream, seconds):
-        first += piece
-        if first.strip():
+    while not first.strip():
+        piece = await _read(upstream.chunk(seconds))
+        if not piece:
             break
+        first += piece
     return first
