@@ -108,15 +108,14 @@ class Exchange(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
     @property
     def failed(self) -> bool:
-        """No answer, an HTTP error without an OCPI status, or an OCPI status not 1xxx."""
-        if self.ocpi_status is not None:
-            return not 1000 <= self.ocpi_status < 2000
-        return not 200 <= self.http_status < 400
+        return _failed(self.ocpi_status, self.http_status)
 
-    @property
-    def party(self) -> str:
-        """The party this hop counts for: the sender of a request in, the receiver of one out."""
-        return self.sender if self.direction == "in" else self.receiver
+
+def _failed(ocpi_status: int | None, http_status: int) -> bool:
+    """No answer, an HTTP error without an OCPI status, or an OCPI status not 1xxx."""
+    if ocpi_status is not None:
+        return not 1000 <= ocpi_status < 2000
+    return not 200 <= http_status < 400
 
 
 # The hop a platform's request in is making, filled in by the layers it passes (who sent it,
@@ -464,12 +463,11 @@ def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
                 fields[f"ocpi:{status // 1000}"] += n
             elif reached and (error or reached >= 400):
                 fields["not-ocpi"] += n  # a large answer streamed through unread is not counted
-        party = receiver if out else sender
+        party = receiver if out else sender  # the sender of a request in, the receiver of one out
         if party:
             fields = usage[Keys.usage(minute)]
             fields[f"{party}|n"] += n
-            ok = 1000 <= status < 2000 if status is not None else 200 <= reached < 400
-            if not ok:  # as ``Exchange.failed``
+            if _failed(status, reached):
                 fields[f"{party}|e"] += n
             if out and reached:
                 fields[f"{party}|ms:{bucket}"] += n
