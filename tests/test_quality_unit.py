@@ -17,7 +17,7 @@ from hub.registry.quality import (
     usage,
 )
 from hub.registry.store import Keys
-from hub.registry.traffic import Exchange, _tallies
+from hub.registry.traffic import Exchange, _tallies, rows_of
 
 
 def test_percentile_interpolates_within_a_bucket_and_stops_at_the_last_bound() -> None:
@@ -68,7 +68,7 @@ def test_a_batch_of_hops_adds_to_each_platform_hour_and_each_party_minute() -> N
         Exchange(at=at + HOUR, direction="in", method="GET", path="/ocpi", sender="DE/MSA",
                  platform="emsp", http_status=401, ocpi_status=2000),
     ]  # fmt: skip
-    quality_of, usage_of = _tallies(hops)
+    quality_of, usage_of = _tallies(rows_of(hops))
     assert quality_of == {
         Keys.quality("cpo", 100): {
             "tried": 5, "reached": 4, "ms:1": 2, "ms:3": 1, "ms:0": 1,

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Literal
 
@@ -207,6 +208,7 @@ class TrafficLog:
         self.body_max = body_max
         self._recorded: list[Exchange] = []  # not yet counted
         self._pending: list[Exchange] = []  # counted, waiting to be written
+        self._rows: Counter[Row] = Counter()  # what the pending hops add to quality counts
         self._full = asyncio.Event()  # BATCH_MAX hops wait
         self._dropped = 0
         self._write = redis.register_script(_WRITE)
@@ -229,12 +231,14 @@ class TrafficLog:
 
     def count(self) -> None:
         """Count the hops recorded since the last call in this process's metrics, and queue
-        those of a platform for the next write. Every label comes from a bounded set (a
-        caller must not make up series); fields a caller sends are cut to FIELD_MAX.
+        those of a platform for the next write, with what they add to the quality counts.
+        Every label comes from a bounded set (a caller must not make up series); fields a
+        caller sends are cut to FIELD_MAX.
 
         Each flush calls this, and so does /metrics before it answers: a scrape sees every
-        request this process has answered. Alike hops are counted at once: what a label
-        says is worked out once per distinct hop, not once per hop."""
+        request this process has answered. One pass makes each hop a ``Row`` and counts
+        alike rows at once; the metrics and the quality counts are worked out once per
+        distinct row. Only the latency histogram takes each hop out on its own."""
         recorded, self._recorded = self._recorded, []
         for hop in [
             h
@@ -252,30 +256,34 @@ class TrafficLog:
             hop.path = hop.path[:FIELD_MAX]
             hop.request_id = hop.request_id[:FIELD_MAX]
             hop.correlation_id = hop.correlation_id[:FIELD_MAX]
-        requests = Counter(
-            [
-                (h.module, h.interface, h.method, h.ocpi_status)
-                for h in recorded
-                if h.direction == "in"
-            ]
-        )
+        requests: Counter[tuple[str, str, str, int | None]] = Counter()
+        failures: Counter[tuple[str, str, int | None]] = Counter()
+        tallied = self._rows
+        for row, n in rows_of(recorded).items():
+            out, module, interface, method, platform, _, _, _, reached, status, _, _ = row
+            if not out:
+                requests[module, interface, method, status] += n
+            elif not reached:
+                failures[module, platform, status] += n
+            if platform:
+                tallied[row] += n
         for (module, interface, method, ocpi_status), n in requests.items():
             method = method if method in _METHODS else "other"
             labels = (module, interface, method, _status_label(ocpi_status))
             labelled(metrics.REQUESTS, *labels).inc(n)
+        for (module, platform, ocpi_status), n in failures.items():
+            labelled(metrics.FORWARD_FAILURES, module, platform, _status_label(ocpi_status)).inc(n)
         answered: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
-        failures: list[tuple[str, str, int | None]] = []
-        for hop in [h for h in recorded if h.direction == "out"]:
-            if hop.http_status:
-                answered[hop.module, hop.platform].append(hop.latency_ms / 1000)
-            else:
-                failures.append((hop.module, hop.platform, hop.ocpi_status))
+        for module, platform, latency_ms in [
+            (h.module, h.platform, h.latency_ms)
+            for h in recorded
+            if h.direction == "out" and h.http_status
+        ]:
+            answered[module, platform].append(latency_ms / 1000)
         for (module, platform), latencies in answered.items():
             observe = labelled(metrics.FORWARD_SECONDS, module, platform).observe
             for seconds in latencies:
                 observe(seconds)
-        for (module, platform, ocpi_status), n in Counter(failures).items():
-            labelled(metrics.FORWARD_FAILURES, module, platform, _status_label(ocpi_status)).inc(n)
         # A caller without a valid token: counted, not logged (a flood of them would push
         # real traffic out of the log).
         pending = self._pending
@@ -283,6 +291,10 @@ class TrafficLog:
         if len(pending) > PENDING_MAX:  # Redis away: keep the newest
             self._dropped += len(pending) - PENDING_MAX
             del pending[: len(pending) - PENDING_MAX]
+        if len(tallied) > PENDING_MAX:  # Redis away long: the two newest minutes' counts
+            newest = sorted({row[7] for row in tallied})[-2:]
+            for row in [r for r in tallied if r[7] not in newest]:
+                del tallied[row]
 
     async def run(self) -> None:
         """Write what was recorded once a second, or as soon as BATCH_MAX hops wait, until
@@ -320,11 +332,12 @@ class TrafficLog:
             self._dropped = 0
         if not hops:
             return
+        rows, self._rows = self._rows, Counter()
         logged = hops[-self.max_entries :]  # a batch is never trimmed: it fits the cap
         keys: list[str] = [Keys.traffic, Keys.traffic_hops]
         counts: list[object] = []
         ttls: list[int] = []
-        for tallies, ttl in zip(_tallies(hops), (QUALITY_TTL, USAGE_TTL), strict=True):
+        for tallies, ttl in zip(_tallies(rows), (QUALITY_TTL, USAGE_TTL), strict=True):
             for key, fields in tallies.items():
                 keys.append(key)
                 ttls.append(ttl)
@@ -347,6 +360,7 @@ class TrafficLog:
         except BaseException:  # back in front of what came since, within PENDING_MAX
             room = max(0, PENDING_MAX - len(self._pending))
             self._pending[:0] = hops[len(hops) - room :] if room else []
+            self._rows.update(rows)
             raise
 
     async def recent(
@@ -415,44 +429,42 @@ class TrafficLog:
 
 
 Tallies = defaultdict[str, Counter[str]]  # key -> field -> count
+# What a hop counts as: out, module, interface, method, platform, sender, receiver, minute,
+# HTTP status (0: no answer), OCPI status, latency bucket (hops out), error or not.
+Row = tuple[bool, str, str, str, str, str, str, int, int, int | None, int, bool]
 
 
-def _tallies(hops: list[Exchange]) -> tuple[Tallies, Tallies]:
-    """What a batch of hops adds to the hour of each platform (hops out only: how it
-    answers the hub) and to the minute of each party.
-
-    A batch holds every hop of a busy second: each hop becomes one plain tuple of what it
-    was, alike tuples are counted in one go (``Counter`` counts in C), and what a count
-    means (failed, which answer class) is worked out once per distinct tuple."""
-    seen = Counter(
+def rows_of(hops: list[Exchange]) -> Counter[Row]:
+    """Each hop as one plain tuple of what it counts for, alike tuples counted in one go
+    (``Counter`` counts in C): a busy second's batch holds few distinct ones."""
+    return Counter(
         [
             (
                 h.direction == "out",
+                h.module,
+                h.interface,
+                h.method,
                 h.platform,
                 h.sender,
                 h.receiver,
                 int(h.at // MINUTE),
                 h.http_status,
                 h.ocpi_status,
-                bucket_of(h.latency_ms),
+                bucket_of(h.latency_ms) if h.direction == "out" else 0,
                 h.error is not None,
             )
             for h in hops
         ]
     )
+
+
+def _tallies(rows: Mapping[Row, int]) -> tuple[Tallies, Tallies]:
+    """What counted hops add to the hour of each platform (hops out only: how it answers
+    the hub) and to the minute of each party, worked out once per distinct row."""
     quality: Tallies = defaultdict(Counter)
     usage: Tallies = defaultdict(Counter)
-    for (
-        out,
-        platform,
-        sender,
-        receiver,
-        minute,
-        reached,
-        status,
-        bucket,
-        error,
-    ), n in seen.items():
+    for row, n in rows.items():
+        out, _, _, _, platform, sender, receiver, minute, reached, status, bucket, error = row
         if out and platform:
             fields = quality[Keys.quality(platform, minute // (HOUR // MINUTE))]
             fields["tried"] += n
