@@ -194,10 +194,11 @@ class Forwarder:
         4002 after FORWARD_TIMEOUT, never later. The body of a ``relayed`` answer of up to
         SMALL_BODY is read within the same deadline; any other body read gets
         FORWARD_TIMEOUT per read (``fetch``, ``relay``)."""
-        hop = self._hop(target, method, url, out, module)
+        parsed = URL(url)  # once: aiohttp takes it as it is
+        hop = self._hop(target, method, url, parsed.path, out, module)
         began = time.perf_counter()
         try:
-            upstream = await self._call(target, method, url, out, body, background, relayed)
+            upstream = await self._call(target, method, parsed, out, body, background, relayed)
         except OcpiError as exc:
             if hop is not None and self.traffic is not None:
                 hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
@@ -211,7 +212,13 @@ class Forwarder:
         return upstream
 
     def _hop(
-        self, target: Platform, method: str, url: str, out: Mapping[str, str], module: str | None
+        self,
+        target: Platform,
+        method: str,
+        url: str,
+        path: str,
+        out: Mapping[str, str],
+        module: str | None,
     ) -> Exchange | None:
         """The traffic log's record of a call to ``target``: its ``module`` (when the caller
         does not name it, the module whose endpoint the URL is under), and the parties its
@@ -231,7 +238,7 @@ class Forwarder:
             at=time.time(),
             direction="out",
             method=method,
-            path=URL(url).path,
+            path=path,
             platform=target.id,
             sender=f"{sender}/{out.get(headers.FROM_PARTY_ID)}" if sender else "",
             receiver=f"{receiver}/{out.get(headers.TO_PARTY_ID)}" if receiver else "",
@@ -244,7 +251,7 @@ class Forwarder:
         self,
         target: Platform,
         method: str,
-        url: str,
+        url: URL,
         out: Mapping[str, str],
         body: bytes | None,
         background: bool,
