@@ -129,7 +129,7 @@ async def test_counts_waiting_for_redis_keep_the_newest_minutes_within_the_cap(
     for minute in range(first, first + 6):
         for party in ("DE/MSA", "DE/MSB", "DE/MSC"):
             log.record(msgspec.structs.replace(hop(0), at=minute * MINUTE + 1, sender=party))
-    log.count()  # 18 distinct counts waiting
+    log.count()  # 18 distinct counts, over the cap
     await log.flush()
     written = [m - first for m in range(first, first + 6) if await redis.exists(Keys.usage(m))]
     assert written == [4, 5]
