@@ -28,7 +28,7 @@ from hub.onboarding.client import PlatformClient
 from hub.registry.records import Platform, PlatformState
 from hub.registry.registry import Registry
 from hub.registry.store import Keys
-from hub.registry.traffic import AliveCheck, Exchange, TrafficLog
+from hub.registry.traffic import AliveCheck, Exchange, TrafficLog, elapsed_ms
 from hub.registry.writer import RegistryWriter
 
 log = get_logger(__name__)
@@ -142,7 +142,7 @@ class AliveChecker:
         await self.writer.set_status(platform.id, ConnectionStatus.CONNECTED, cause)
 
     async def _checked(self, platform: Platform, hop: Exchange, began: float, detail: str) -> None:
-        hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+        hop.latency_ms = elapsed_ms(began)
         self.traffic.record(hop)
         check = AliveCheck(hop.at, hop.error is None, hop.latency_ms, detail)
         await self.traffic.checked(platform.id, check)

@@ -26,7 +26,7 @@ from hub.ocpi.envelope import OcpiError
 from hub.ocpi.status import StatusCode
 from hub.outbound import refused
 from hub.registry.records import Platform
-from hub.registry.traffic import Exchange, TrafficLog
+from hub.registry.traffic import Exchange, TrafficLog, elapsed_ms
 from hub.routing.relays import Hop, Link, Relays
 from hub.routing.urls import Origin, origin, origins
 
@@ -201,12 +201,12 @@ class Forwarder:
             upstream = await self._call(target, method, parsed, out, body, background, relayed)
         except OcpiError as exc:
             if hop is not None and self.traffic is not None:
-                hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+                hop.latency_ms = elapsed_ms(began)
                 hop.ocpi_status, hop.error = exc.status_code, exc.message
                 self.traffic.record(hop)
             raise
         if hop is not None:
-            hop.latency_ms = round((time.perf_counter() - began) * 1000, 2)
+            hop.latency_ms = elapsed_ms(began)
             hop.http_status = upstream.response.status
             upstream.hop, upstream._traffic = hop, self.traffic
         return upstream

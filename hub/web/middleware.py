@@ -20,7 +20,7 @@ from hub.ocpi import headers
 from hub.ocpi.envelope import encode_envelope
 from hub.ocpi.pagination import whole_number
 from hub.ocpi.status import StatusCode
-from hub.registry.traffic import CURRENT, Exchange
+from hub.registry.traffic import CURRENT, Exchange, elapsed_ms
 
 log = get_logger(__name__)
 _admin_error = msgspec.json.Encoder()
@@ -147,7 +147,7 @@ class RequestContext:
                 )
         if state.get("unlogged"):
             return
-        duration_ms = round((time.perf_counter() - began) * 1000, 2)
+        duration_ms = elapsed_ms(began)
         if hop is not None:
             hop.http_status = status
             hop.latency_ms = duration_ms
