@@ -20,6 +20,10 @@ FROM_PARTY_ID = "ocpi-from-party-id"
 ROUTING = (TO_COUNTRY_CODE, TO_PARTY_ID, FROM_COUNTRY_CODE, FROM_PARTY_ID)
 
 
+# The variant's hex digit (RFC 9562: bits 10xx) for each random one.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_message_id() -> str:
     """A random (version 4) UUID as text, for X-Request-ID and X-Correlation-ID: laid out
     as str(uuid.uuid4()), without building a UUID object on every request.
@@ -29,7 +33,7 @@ def new_message_id() -> str:
     system call on every routed request. ``random`` is seeded from the system's source and
     seeded again in a forked child, so processes do not repeat each other."""
     h = random.randbytes(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def routing_headers(sender: tuple[str, str], receiver: tuple[str, str]) -> dict[str, str]:

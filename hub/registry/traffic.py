@@ -454,7 +454,7 @@ def rows_of(hops: list[Exchange]) -> Counter[Row]:
                 h.platform,
                 h.sender,
                 h.receiver,
-                int(h.at // MINUTE),
+                int(h.at) // MINUTE,
                 h.http_status,
                 h.ocpi_status,
                 bucket_of(h.latency_ms) if h.direction == "out" else 0,
