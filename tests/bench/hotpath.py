@@ -7,7 +7,9 @@ process's utime+stime over its runs. Also counted: the Redis commands one routed
 (INFO commandstats around a run, the hub's background polling included, so an upper bound),
 the figure the README's capacity model starts from. The hub as it was before the operator
 console (``BASE``, a git worktree run with the same interpreter) runs in the same rotation,
-to show what the traffic log and metrics cost.
+to show what the traffic log and metrics cost. So does a second bare forwarder process, the
+control: the same program against itself shows how far this machine's noise moves a ratio
+in the same run (on a shared 2-core machine, by more than 0.1x per repetition).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from tests.bench.procs import cpu_seconds
+from tests.bench.procs import cpu_seconds, start_bare
 from tests.bench.report import Row
 from tests.bench.versions import _git
 
@@ -87,14 +89,23 @@ async def run(bench: Bench) -> None:
         base = await bench.hub_with_parties("hub-base-wrk", 10, env=env)
         async with bench.http.get(base.service.url + "/metrics") as response:
             assert response.status == 404, "the older hub is not the one running"
+        control = bench.keep(start_bare(bench.workdir, bench.platforms.url))
+        direct = bench.small.cpo.direct_headers(EMSP, CPO)
         targets = {
-            "bare": (bench.bare.url + "/p/cpo" + path, bench.small.cpo.direct_headers(EMSP, CPO)),
+            "bare": (bench.bare.url + "/p/cpo" + path, direct),
             "hub": (hub.url + path, bench.small.emsp.hub_headers(EMSP, CPO)),
             "before": (base.service.url + path, base.emsp.hub_headers(EMSP, CPO)),
+            "control": (control.url + "/p/cpo" + path, direct),
         }
-        pids = {"bare": bench.bare.pid, "hub": hub.pid, "before": base.service.pid}
+        pids = {
+            "bare": bench.bare.pid,
+            "hub": hub.pid,
+            "before": base.service.pid,
+            "control": control.pid,
+        }
         rps, cpu, errors = await _rotation(bench, targets, pids)
         bench.stop(base.service)
+        bench.stop(control)
     finally:
         _git("worktree", "remove", "--force", str(worktree), check=False)
     note = f"{errors} non-2xx answers" if errors else ""
@@ -118,6 +129,18 @@ async def run(bench: Bench) -> None:
         Row.measured(
             S, "hub CPU per request vs before the console", "us", cpu["hub"], "before",
             cpu["before"], note=f"the hub at {BASE}, same run",
+        )
+    )  # fmt: skip
+    noise = "the bare forwarder again, in a second process: this run's noise"
+    bench.add(
+        Row.measured(
+            S, "control req/s vs bare", "req/s", rps["control"], "bare", rps["bare"], note=noise
+        )
+    )
+    bench.add(
+        Row.measured(
+            S, "control CPU per request vs bare", "us", cpu["control"], "bare", cpu["bare"],
+            note=noise,
         )
     )  # fmt: skip
     await _redis_per_request(bench, *targets["hub"])
