@@ -97,12 +97,8 @@ async def run(bench: Bench) -> None:
             "before": (base.service.url + path, base.emsp.hub_headers(EMSP, CPO)),
             "control": (control.url + "/p/cpo" + path, direct),
         }
-        pids = {
-            "bare": bench.bare.pid,
-            "hub": hub.pid,
-            "before": base.service.pid,
-            "control": control.pid,
-        }
+        servers = {"bare": bench.bare, "hub": hub, "before": base.service, "control": control}
+        pids = {name: server.pid for name, server in servers.items()}
         rps, cpu, errors = await _rotation(bench, targets, pids)
         bench.stop(base.service)
         bench.stop(control)
