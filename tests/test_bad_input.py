@@ -226,7 +226,8 @@ async def test_deeply_nested_bodies_are_refused_on_every_ocpi_endpoint(peers: Pe
             method, "/ocpi/2.3.0/credentials", list(auth.items()), nested(2000)
         )
         assert_ocpi_refusal(answer, 400, "nested too deeply")
-    await asyncio.sleep(0.2)  # a broadcast would be delivered in the background
+    # Direct and command requests are forwarded before the answer; a broadcast after it.
+    await peers.hub.broadcasts_finished(peers.http)
     for platform in (peers.cpo, peers.emsp):
         assert not [r for r in platform.calls() if r.headers.get("x-correlation-id") == marker]
 

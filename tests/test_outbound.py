@@ -339,7 +339,9 @@ async def test_routed_request_to_refused_address(
             body = await response.json()
         assert response.status == 200 and body["status_code"] == 4003
         assert "127.0.0.1 is loopback: refused" in body["status_message"]
-        await asyncio.sleep(0.3)  # a still-alive check would be refused and mark it OFFLINE
+        # A check would start before the answer (``on_unreachable``): it would still be
+        # running, or have marked the platform OFFLINE already (refused at once).
+        assert closed.runtime._alive._checking == set()
         async with http.get(f"{opened.url}/admin/parties", headers=opened.admin) as response:
             statuses = {p["party_id"]: p["status"] for p in await response.json()}
         assert statuses["CPA"] == "CONNECTED"
