@@ -135,6 +135,7 @@ async def test_broadcast_reaches_only_entitled_receivers(world: Contracts) -> No
         if report.get("finished"):
             break
         await asyncio.sleep(0.02)
+    assert report.get("finished"), "the broadcast did not finish in 5 s"
     assert [d["party_id"] for d in report["deliveries"]] == ["MSA"]
     assert report["not_entitled"] == ["DE/MSB"] and report["receivers"] == 1
     assert world.emsp_b.calls() == [] and len(world.emsp_a.calls()) == 1

@@ -57,7 +57,9 @@ async def test_push_on_registration(
         assert [r.path for r in watcher.received if r.path.endswith("/NL/CPA")] == [push.path]
 
 
-async def test_initial_sync_of_a_new_platform(hub: RunningHub, http: aiohttp.ClientSession) -> None:
+async def test_initial_sync_of_a_new_platform(
+    hub: RunningHub, http: aiohttp.ClientSession, redis: aioredis.Redis
+) -> None:
     async with (
         FakePlatform("CPO Co", CPO, ALL_MODULES) as cpo,
         FakePlatform("MSP Co", EMSP, ALL_MODULES) as emsp,
@@ -73,6 +75,7 @@ async def test_initial_sync_of_a_new_platform(hub: RunningHub, http: aiohttp.Cli
             assert response.status == 201
         await register(hub, http, watcher)
         await until(lambda: len({(i["party_id"]) for i in watcher.client_infos()}) == 3)
+        await pushed(redis)  # its own party's push is queued apart from the sync
         assert {(i["party_id"], i["status"]) for i in watcher.client_infos()} == {
             ("CPA", "CONNECTED"),
             ("MSA", "CONNECTED"),
@@ -330,7 +333,7 @@ async def test_operator_and_platform_agree(hub: RunningHub, http: aiohttp.Client
 
 
 async def test_party_dropped_by_a_credentials_update_is_suspended(
-    hub: RunningHub, http: aiohttp.ClientSession
+    hub: RunningHub, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
     """mod_hub_client_info "Push model": an invalidated ClientInfo is pushed as SUSPENDED."""
     async with (
@@ -351,4 +354,5 @@ async def test_party_dropped_by_a_credentials_update_is_suspended(
             assert (await response.json())["status_code"] == 1000
         await until(lambda: watcher.status_of("NL", "CPX") == "SUSPENDED")
         assert (await admin_parties(hub, http))["CPX"] == "SUSPENDED"
+        await pushed(redis)  # every push the update queued: CPA's status was not among them
         assert watcher.status_of("NL", "CPA") == "CONNECTED"
