@@ -75,15 +75,13 @@ class HubClient:
         deliveries made, merged or given up. The barrier before asserting that a refused
         request reached no platform in the background: had the hub accepted it as a
         broadcast, it would be listed, and its deliveries made by then. Bounded."""
-        ends = asyncio.get_running_loop().time() + seconds
-        while True:
+
+        async def finished() -> bool:
             async with http.get(f"{self.url}/admin/broadcasts", headers=self.admin) as response:
                 assert response.status == 200, await response.text()
-                running = [b["id"] for b in await response.json() if b["finished"] is None]
-            if not running:
-                return
-            assert asyncio.get_running_loop().time() < ends, f"broadcasts not finished: {running}"
-            await asyncio.sleep(0.02)
+                return all(b["finished"] is not None for b in await response.json())
+
+        await eventually(finished, seconds)
 
     async def create_platform(self, http: aiohttp.ClientSession, name: str) -> dict[str, Any]:
         async with http.post(
